@@ -1,0 +1,158 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import { RunwayError } from '../src/errors.js';
+import { sseFrame, SseStream } from '../src/http/sse.js';
+import type { Session } from '../src/runtime/session.js';
+import type { Run } from '../src/store/run.js';
+import { TERMINAL_STATUSES } from '../src/store/run.js';
+import { CreateRunBody, ListRunsQuery, RunPageJson, RunParams, RunRef, StreamQuery } from './schemas.js';
+
+export interface RunRoutesOptions {
+  sseKeepaliveMs: number;
+}
+
+/** Headers a hijacked (SSE) response must carry by hand: what hooks set on the reply so far. */
+function replyHeaders(reply: FastifyReply): Record<string, string | number | string[]> {
+  const out: Record<string, string | number | string[]> = {};
+  for (const [name, value] of Object.entries(reply.getHeaders())) if (value !== undefined) out[name] = value;
+  return out;
+}
+
+function wantsEventStream(request: FastifyRequest): boolean {
+  const accept = request.headers.accept;
+  return accept !== undefined && accept.includes('text/event-stream');
+}
+
+/** Parses `Last-Event-ID` (header, wins) or `?after=`; a malformed value is a 400. */
+function resumeAfter(request: FastifyRequest, after: string | undefined): number {
+  const header = request.headers['last-event-id'];
+  if (header === undefined) return after === undefined ? 0 : Number(after);
+  if (typeof header !== 'string' || !/^\d{1,15}$/.test(header.trim())) {
+    throw new RunwayError('invalid_request', 'Last-Event-ID must be a non-negative integer event id', {
+      errors: [{ in: 'headers', pointer: '/last-event-id', message: 'Invalid event id' }],
+    });
+  }
+  return Number(header.trim());
+}
+
+/** The answer a blocking `POST /runs` gives for a finished run. */
+function blockingOutcome(run: Run, session: Session): Run {
+  if (run.status === 'succeeded') return run;
+  if (run.status === 'failed' && run.error) {
+    const retryAfterS = run.error.code === 'queue_timeout' ? 2 : undefined;
+    throw new RunwayError(run.error.code, run.error.message, { runId: run.id, ...(retryAfterS && { retryAfterS }) });
+  }
+  if (session.abortCause === 'shutdown') {
+    throw new RunwayError('shutting_down', 'The run was cancelled because the server is shutting down', {
+      runId: run.id,
+      retryAfterS: 5,
+    });
+  }
+  throw new RunwayError('conflict', 'The run was cancelled before it finished', { runId: run.id });
+}
+
+export async function runRoutes(app: FastifyInstance, options: RunRoutesOptions): Promise<void> {
+  const r = app.withTypeProvider<ZodTypeProvider>();
+  const { runtime } = app;
+
+  /** Replays then follows a run's events as SSE on this response; resolves when the stream ends. */
+  async function streamEvents(reply: FastifyReply, run: Run, after: number, onClientGone?: () => void): Promise<void> {
+    reply.hijack();
+    const sse = new SseStream(reply.raw, replyHeaders(reply), options.sseKeepaliveMs);
+    if (onClientGone) reply.raw.once('close', onClientGone);
+    try {
+      for await (const ev of runtime.events(run, after, sse.signal)) {
+        const ok = await sse.write(sseFrame({ id: ev.id, event: ev.type, data: ev.json }));
+        if (!ok) break;
+      }
+    } catch (err) {
+      reply.log.error({ err, run_id: run.id }, 'event stream failed');
+    } finally {
+      sse.end();
+    }
+  }
+
+  r.post(
+    '/runs',
+    {
+      schema: {
+        body: CreateRunBody,
+        response: { 200: RunRef, 202: RunRef },
+      },
+    },
+    async (request, reply) => {
+      const body = request.body;
+      const session = await runtime.createRun({
+        input: body.input,
+        userId: request.userId,
+        requestId: request.id,
+        log: request.log,
+        ...(body.workflow !== undefined && { workflow: body.workflow }),
+        ...(body.conversation_id !== undefined && { conversationId: body.conversation_id }),
+        ...(body.metadata !== undefined && { metadata: body.metadata }),
+        ...(body.timeout_ms !== undefined && { timeoutMs: body.timeout_ms }),
+      });
+      const run = session.run;
+
+      if (body.background) {
+        return reply.code(202).header('location', `/runs/${run.id}`).send(run);
+      }
+
+      const cancelOnDisconnect = body.on_disconnect !== 'continue';
+      const onClientGone = () => {
+        if (cancelOnDisconnect && !reply.raw.writableFinished) runtime.runner.abortLocal(run.id, 'client_disconnected');
+      };
+
+      if (wantsEventStream(request)) {
+        reply.header('location', `/runs/${run.id}`);
+        await streamEvents(reply, run, 0, onClientGone);
+        return reply;
+      }
+
+      reply.raw.once('close', onClientGone);
+      const finished = await session.done;
+      reply.raw.off('close', onClientGone);
+      return reply.send(blockingOutcome(finished, session));
+    },
+  );
+
+  r.get(
+    '/runs',
+    { schema: { querystring: ListRunsQuery, response: { 200: RunPageJson } } },
+    async (request) => {
+      const q = request.query;
+      const page = await runtime.listRuns({
+        userId: request.userId,
+        limit: q.limit,
+        ...(q.status !== undefined && { status: q.status }),
+        ...(q.workflow !== undefined && { workflow: q.workflow }),
+        ...(q.conversation_id !== undefined && { conversationId: q.conversation_id }),
+        ...(q.cursor !== undefined && { cursor: q.cursor }),
+      });
+      return { data: page.data, next_cursor: page.nextCursor };
+    },
+  );
+
+  r.get('/runs/:id', { schema: { params: RunParams, response: { 200: RunRef } } }, async (request) =>
+    runtime.getRun(request.params.id, request.userId),
+  );
+
+  r.get('/runs/:id/stream', { schema: { params: RunParams, querystring: StreamQuery } }, async (request, reply) => {
+    const run = await runtime.getRun(request.params.id, request.userId);
+    const after = resumeAfter(request, request.query.after);
+    if (after > run.last_event_id && TERMINAL_STATUSES.has(run.status)) {
+      throw new RunwayError('invalid_request', `Event ${after} is beyond the run's last event (${run.last_event_id})`, {
+        errors: [{ in: 'headers', pointer: '/last-event-id', message: 'Unknown event id' }],
+      });
+    }
+    // The client already has the terminal event: 204 makes a browser EventSource stop reconnecting.
+    if (after === run.last_event_id && TERMINAL_STATUSES.has(run.status)) return reply.code(204).send();
+    await streamEvents(reply, run, after);
+    return reply;
+  });
+
+  r.post('/runs/:id/cancel', { schema: { params: RunParams, response: { 202: RunRef } } }, async (request, reply) => {
+    const run = await runtime.cancelRun(request.params.id, request.userId);
+    return reply.code(202).send(run);
+  });
+}

@@ -1,0 +1,67 @@
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
+import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import { validatorCompiler } from 'fastify-type-provider-zod';
+import { healthRoutes } from '../routes/health.js';
+import { runRoutes } from '../routes/runs.js';
+import { RunJson } from '../routes/schemas.js';
+import { workflowRoutes } from '../routes/workflows.js';
+import type { RunwayConfig } from './config/config-schema.js';
+import { parseConfig } from './config/load-config.js';
+import { installErrorHandling } from './http/error-handler.js';
+import { identityPlugin } from './plugins/identity-plugin.js';
+import { runtimePlugin } from './plugins/runtime-plugin.js';
+import type { BuilderRegistry } from './workflows/builder.js';
+
+export interface BuildAppOptions {
+  /** A validated config (`loadConfig()`), or a raw object validated here (tests). Default: built-ins. */
+  config?: RunwayConfig | Record<string, unknown>;
+  /** Extra workflow and tool types, and ready-made tools. */
+  registry?: BuilderRegistry;
+  /** Fastify logger option; default: pino at `server.log_level`. */
+  logger?: FastifyServerOptions['logger'];
+}
+
+const REQUEST_ID = /^[\x21-\x7e]{1,128}$/;
+
+/** Echoes a sane client `X-Request-Id`, else makes one. */
+function requestId(req: IncomingMessage): string {
+  const header = req.headers['x-request-id'];
+  return typeof header === 'string' && REQUEST_ID.test(header) ? header : randomUUID();
+}
+
+/**
+ * Builds the Runway app: the same instance the server listens with and the tests inject into.
+ *
+ * @example
+ *   const app = await buildApp({ config: { runtime: { max_concurrency: 2 } } })
+ *   const res = await app.inject({ method: 'POST', url: '/runs', payload: { input: 'hi' } })
+ */
+export async function buildApp(options: BuildAppOptions = {}): Promise<FastifyInstance> {
+  const config = parseConfig(options.config ?? {});
+  const app = Fastify({
+    logger: options.logger ?? { level: config.server.log_level },
+    bodyLimit: config.server.body_limit_bytes,
+    genReqId: requestId,
+    requestIdHeader: false,
+    requestIdLogLabel: 'request_id',
+    // Draining is ours (readyz false, `shutting_down` problems) and happens before close.
+    return503OnClosing: false,
+  });
+  app.setValidatorCompiler(validatorCompiler);
+  // text/plain would reach the body schema as a string; refuse it as a media type instead.
+  app.removeContentTypeParser('text/plain');
+  installErrorHandling(app);
+  app.addSchema(RunJson);
+
+  app.addHook('onRequest', async (request, reply) => {
+    reply.header('x-request-id', request.id);
+  });
+
+  await app.register(identityPlugin);
+  await app.register(runtimePlugin, { config, ...(options.registry && { registry: options.registry }) });
+  await app.register(healthRoutes);
+  await app.register(workflowRoutes);
+  await app.register(runRoutes, { sseKeepaliveMs: config.runtime.sse_keepalive_ms });
+  return app;
+}

@@ -1,0 +1,83 @@
+import { z } from 'zod';
+
+const int = (min: number, max = Number.MAX_SAFE_INTEGER) => z.coerce.number().int().min(min).max(max);
+
+export const ServerConfigSchema = z
+  .object({
+    port: int(0, 65535).default(8080),
+    host: z.string().min(1).default('0.0.0.0'),
+    log_level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    /** Largest accepted request body. */
+    body_limit_bytes: int(1024, 64 * 1024 * 1024).default(1024 * 1024),
+  })
+  .strict();
+
+export const RuntimeConfigSchema = z
+  .object({
+    /** Runs executing at once; 0 = unlimited. */
+    max_concurrency: int(0).default(8),
+    /** Runs waiting for a slot; beyond it new runs get 429 queue_full. */
+    max_queue: int(0).default(1000),
+    queue_timeout_ms: int(1).default(30_000),
+    /** Runs one user may execute at once; 0 = no cap. */
+    per_user_max_concurrency: int(0).default(0),
+    /** Default and upper bound of a run's `timeout_ms`. */
+    run_timeout_ms: int(1).default(300_000),
+    /** How long finished runs and their events are kept. */
+    run_ttl_s: int(1).default(3600),
+    /** Finished runs kept in memory at most (oldest evicted first). */
+    max_runs: int(1).default(10_000),
+    /** Events one run may record (the terminal event is always written). */
+    max_events_per_run: int(8).default(10_000),
+    /** On SIGTERM, how long running runs may finish before they are cancelled. */
+    shutdown_grace_ms: int(0).default(10_000),
+    /** Interval of `: keepalive` comments on idle SSE streams. */
+    sse_keepalive_ms: int(10).default(15_000),
+  })
+  .strict();
+
+/** One workflow entry: `type` picks the workflow type; the rest is validated by that type. */
+const WorkflowEntrySchema = z.object({ type: z.string().min(1) }).passthrough();
+const LlmEntrySchema = z.object({ provider: z.string().min(1) }).passthrough();
+const ToolEntrySchema = z.object({ type: z.string().min(1) }).passthrough();
+
+export const RunwayConfigSchema = z
+  .object({
+    server: ServerConfigSchema.default(ServerConfigSchema.parse({})),
+    runtime: RuntimeConfigSchema.default(RuntimeConfigSchema.parse({})),
+    /** Workflow used when a run names none. Unset: `assistant` when an LLM is configured, else `echo`. */
+    default_workflow: z.string().min(1).optional(),
+    /** `memory` or a `redis://` URL. */
+    store: z
+      .string()
+      .refine((s) => s === 'memory' || /^rediss?:\/\//.test(s), 'must be "memory" or a redis:// URL')
+      .default('memory'),
+    llms: z.record(z.string(), LlmEntrySchema).default({}),
+    tools: z.record(z.string(), ToolEntrySchema).default({}),
+    workflows: z.record(z.string(), WorkflowEntrySchema).default({}),
+  })
+  .strict();
+
+export type RunwayConfig = z.output<typeof RunwayConfigSchema>;
+export type RuntimeConfig = RunwayConfig['runtime'];
+export type ServerConfig = RunwayConfig['server'];
+
+/** Environment variables of DESIGN §5 and the config key each one overrides. */
+export const ENV_OVERRIDES: ReadonlyArray<readonly [env: string, path: readonly string[]]> = [
+  ['PORT', ['server', 'port']],
+  ['HOST', ['server', 'host']],
+  ['LOG_LEVEL', ['server', 'log_level']],
+  ['RUNWAY_BODY_LIMIT_BYTES', ['server', 'body_limit_bytes']],
+  ['RUNWAY_DEFAULT_WORKFLOW', ['default_workflow']],
+  ['RUNWAY_MAX_CONCURRENCY', ['runtime', 'max_concurrency']],
+  ['RUNWAY_MAX_QUEUE', ['runtime', 'max_queue']],
+  ['RUNWAY_QUEUE_TIMEOUT_MS', ['runtime', 'queue_timeout_ms']],
+  ['RUNWAY_PER_USER_MAX_CONCURRENCY', ['runtime', 'per_user_max_concurrency']],
+  ['RUNWAY_RUN_TIMEOUT_MS', ['runtime', 'run_timeout_ms']],
+  ['RUNWAY_RUN_TTL_S', ['runtime', 'run_ttl_s']],
+  ['RUNWAY_MAX_RUNS', ['runtime', 'max_runs']],
+  ['RUNWAY_MAX_EVENTS_PER_RUN', ['runtime', 'max_events_per_run']],
+  ['RUNWAY_SHUTDOWN_GRACE_MS', ['runtime', 'shutdown_grace_ms']],
+  ['RUNWAY_SSE_KEEPALIVE_MS', ['runtime', 'sse_keepalive_ms']],
+  ['RUNWAY_STORE', ['store']],
+];

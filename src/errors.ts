@@ -1,0 +1,69 @@
+/**
+ * The one table of error codes Runway answers with (DESIGN §2). Every layer throws `RunwayError`
+ * with one of these codes; the HTTP error handler turns it into problem+json.
+ *
+ * @example
+ *   throw new RunwayError('not_found', `Run ${id} does not exist`)
+ */
+export const ERROR_CODES = {
+  invalid_request: { status: 400, title: 'Invalid request' },
+  unauthorized: { status: 401, title: 'Unauthorized' },
+  not_found: { status: 404, title: 'Not found' },
+  conflict: { status: 409, title: 'Conflict' },
+  payload_too_large: { status: 413, title: 'Payload too large' },
+  unsupported_media_type: { status: 415, title: 'Unsupported media type' },
+  queue_full: { status: 429, title: 'Queue full' },
+  rate_limited: { status: 429, title: 'Rate limited' },
+  internal: { status: 500, title: 'Internal error' },
+  upstream_error: { status: 502, title: 'Upstream error' },
+  queue_timeout: { status: 503, title: 'Queue timeout' },
+  shutting_down: { status: 503, title: 'Shutting down' },
+  run_timeout: { status: 504, title: 'Run timeout' },
+} as const satisfies Record<string, { status: number; title: string }>;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+export interface FieldError {
+  /** JSON Pointer into the request part named by `in`, e.g. `/input` or `/timeout_ms`. */
+  pointer: string;
+  in: 'body' | 'querystring' | 'params' | 'headers';
+  message: string;
+}
+
+export interface RunwayErrorOptions {
+  retryAfterS?: number;
+  errors?: FieldError[];
+  runId?: string;
+  cause?: unknown;
+}
+
+export class RunwayError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+  readonly retryAfterS: number | undefined;
+  readonly errors: FieldError[] | undefined;
+  runId: string | undefined;
+
+  constructor(code: ErrorCode, message: string, options: RunwayErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'RunwayError';
+    this.code = code;
+    this.status = ERROR_CODES[code].status;
+    this.retryAfterS = options.retryAfterS;
+    this.errors = options.errors;
+    this.runId = options.runId;
+  }
+}
+
+export function isErrorCode(value: unknown): value is ErrorCode {
+  return typeof value === 'string' && Object.hasOwn(ERROR_CODES, value);
+}
+
+/** True for the ways an aborted operation surfaces: DOMException AbortError, undici/timers aborts. */
+export function isAbortError(err: unknown): boolean {
+  return (
+    typeof err === 'object' &&
+    err !== null &&
+    ((err as { name?: unknown }).name === 'AbortError' || (err as { code?: unknown }).code === 'ABORT_ERR')
+  );
+}

@@ -1,0 +1,51 @@
+import fp from 'fastify-plugin';
+import type { RunwayConfig } from '../config/config-schema.js';
+import { Runner } from '../runtime/runner.js';
+import { Runtime } from '../runtime/runtime.js';
+import { SessionManager } from '../runtime/session-manager.js';
+import { MemoryStore } from '../store/memory-store.js';
+import { buildWorkflows, type BuilderRegistry } from '../workflows/builder.js';
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** The run runtime: admission, runner, workflows and the store behind them. */
+    runtime: Runtime;
+  }
+}
+
+export interface RuntimePluginOptions {
+  config: RunwayConfig;
+  registry?: BuilderRegistry;
+}
+
+/**
+ * Builds the store, the SessionManager, the Runner and the workflows from the config. Closing the
+ * app drains it first: new runs are refused, running ones get `shutdown_grace_ms`, then are cancelled.
+ */
+export const runtimePlugin = fp<RuntimePluginOptions>(
+  async (app, { config, registry }) => {
+    const rt = config.runtime;
+    if (config.store !== 'memory') {
+      throw new Error(`store: ${config.store} is not supported yet; use "memory"`);
+    }
+    const { workflows, defaultWorkflow } = buildWorkflows(config, registry);
+    const store = new MemoryStore({ runTtlS: rt.run_ttl_s, maxRuns: rt.max_runs, maxEventsPerRun: rt.max_events_per_run });
+    const sessions = new SessionManager({
+      maxConcurrency: rt.max_concurrency,
+      maxQueue: rt.max_queue,
+      queueTimeoutMs: rt.queue_timeout_ms,
+      perUserMaxConcurrency: rt.per_user_max_concurrency,
+    });
+    const runner = new Runner({ store, events: store, cancels: store, sessions, log: app.log, runTimeoutMs: rt.run_timeout_ms });
+    const runtime = new Runtime({ workflows, defaultWorkflow, runner, sessions, store, events: store });
+    app.decorate('runtime', runtime);
+
+    app.addHook('preClose', async () => {
+      await runtime.shutdown(rt.shutdown_grace_ms);
+    });
+    app.addHook('onClose', async () => {
+      store.close();
+    });
+  },
+  { name: 'runway-runtime', fastify: '5.x' },
+);

@@ -1,0 +1,245 @@
+import { randomUUID } from 'node:crypto';
+import type { Logger } from './logger.js';
+import { RunwayError, isAbortError, type ErrorCode } from '../errors.js';
+import type { EventLog } from '../store/event-log.js';
+import { EventLogFullError } from '../store/event-log.js';
+import { isoNow } from '../store/iso-clock.js';
+import type { CancelBus, RunStore } from '../store/run-store.js';
+import { TERMINAL_STATUSES, type CancelReason, type Run, type RunError } from '../store/run.js';
+import type { Workflow } from '../workflows/workflow.js';
+import { withRunContext } from './run-context.js';
+import { RunAbortedError, Session } from './session.js';
+import { SHUTDOWN_RETRY_AFTER_S, type Permit, type SessionManager } from './session-manager.js';
+
+export interface RunnerOptions {
+  store: RunStore;
+  events: EventLog;
+  cancels: CancelBus;
+  sessions: SessionManager;
+  log: Logger;
+  /** Default and upper bound of a run's timeout. */
+  runTimeoutMs: number;
+}
+
+export interface StartRunSpec {
+  workflow: Workflow;
+  input: unknown;
+  userId: string;
+  requestId: string;
+  conversationId?: string | null;
+  metadata?: Record<string, unknown>;
+  timeoutMs?: number;
+  /** Logger carrying the request's id; the run's lines add its run id. */
+  log?: Logger;
+}
+
+const ACTIVE: readonly Run['status'][] = ['queued', 'running'];
+
+/**
+ * Drives runs through their lifecycle, queued → running → succeeded | failed | cancelled, writing
+ * each transition to the store and as an event, and guaranteeing exactly one terminal event on
+ * every path: success, thrown error, cancel, timeout, client disconnect and shutdown.
+ *
+ * @example
+ *   const session = await runner.start({ workflow, input: 'hi', userId: 'alice', requestId })
+ *   const run = await session.done   // the finished Run
+ */
+export class Runner {
+  private readonly active = new Map<string, Session>();
+  private readonly unsubscribeCancel: () => void;
+  private draining = false;
+
+  constructor(private readonly options: RunnerOptions) {
+    this.unsubscribeCancel = options.cancels.onCancel((runId) => this.active.get(runId)?.abort('user'));
+  }
+
+  /**
+   * Creates the run and starts it. Throws `queue_full` / `shutting_down` before anything is
+   * created; every later failure ends the run with a terminal event instead.
+   */
+  async start(spec: StartRunSpec): Promise<Session> {
+    const { store, sessions } = this.options;
+    if (this.draining) {
+      throw new RunwayError('shutting_down', 'The server is shutting down', { retryAfterS: SHUTDOWN_RETRY_AFTER_S });
+    }
+    const run: Run = {
+      id: randomUUID(),
+      workflow: spec.workflow.name,
+      user_id: spec.userId,
+      conversation_id: spec.conversationId ?? null,
+      status: 'queued',
+      input: spec.input,
+      output: null,
+      error: null,
+      usage: { prompt_tokens: 0, completion_tokens: 0, total_tokens: 0 },
+      metadata: spec.metadata ?? {},
+      created_at: isoNow(),
+      started_at: null,
+      finished_at: null,
+      last_event_id: 0,
+    };
+    const session = new Session(run, spec.requestId, this.options.events, spec.log ?? this.options.log);
+    const admission = sessions.admit(run.user_id, () => session.signal);
+    // A rejection that lands while the store write below is in flight is handled by execute().
+    if (admission instanceof Promise) admission.catch(() => {});
+    try {
+      await store.create(run);
+    } catch (err) {
+      void Promise.resolve(admission).then((permit) => permit.release(), () => {});
+      throw err;
+    }
+    this.active.set(run.id, session);
+    session.emit('run.queued', { workflow: run.workflow });
+    const timeoutMs = Math.min(spec.timeoutMs ?? this.options.runTimeoutMs, this.options.runTimeoutMs);
+    session.done = this.execute(session, spec.workflow, admission, timeoutMs);
+    return session;
+  }
+
+  /** The session of a run executing in this process, if any. */
+  local(runId: string): Session | undefined {
+    return this.active.get(runId);
+  }
+
+  /**
+   * Cancels a queued or running run. Resolves to the run once its terminal event is written (when
+   * it runs here), or as it stands (when another process runs it). `conflict` if already finished.
+   */
+  async cancel(run: Run): Promise<Run> {
+    if (TERMINAL_STATUSES.has(run.status)) {
+      throw new RunwayError('conflict', `Run ${run.id} already ${run.status}`, { runId: run.id });
+    }
+    await this.options.cancels.publishCancel(run.id);
+    const session = this.active.get(run.id);
+    if (session) return session.done;
+    return (await this.options.store.get(run.id)) ?? run;
+  }
+
+  /** Aborts a run of this process for a reason other than a user's cancel (a client that left). */
+  abortLocal(runId: string, reason: CancelReason): void {
+    this.active.get(runId)?.abort(reason);
+  }
+
+  get activeCount(): number {
+    return this.active.size;
+  }
+
+  get isDraining(): boolean {
+    return this.draining;
+  }
+
+  /**
+   * Graceful shutdown: refuses new runs, cancels queued ones, gives running ones `graceMs` to
+   * finish, then cancels the rest; resolves when every terminal event is written.
+   */
+  async shutdown(graceMs: number): Promise<void> {
+    this.draining = true;
+    this.options.sessions.beginDrain();
+    for (const session of this.active.values()) if (session.run.status === 'queued') session.abort('shutdown');
+    const all = () => Promise.allSettled([...this.active.values()].map((s) => s.done));
+    if (this.active.size > 0 && graceMs > 0) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([all(), new Promise((resolve) => (timer = setTimeout(resolve, graceMs)))]);
+      clearTimeout(timer);
+    }
+    for (const session of this.active.values()) session.abort('shutdown');
+    await all();
+    this.unsubscribeCancel();
+  }
+
+  private async execute(s: Session, workflow: Workflow, admission: Permit | Promise<Permit>, timeoutMs: number): Promise<Run> {
+    let permit: Permit | undefined;
+    let timer: NodeJS.Timeout | undefined;
+    let rootStep: ReturnType<Session['startWorkflowStep']> | undefined;
+    try {
+      permit = admission instanceof Promise ? await admission : admission;
+      if (s.aborted) throw new RunAbortedError(s.abortCause!);
+      const started = await this.options.store.update(s.run_id, { status: 'running', started_at: isoNow() }, ['queued']);
+      if (!started) return await this.current(s);
+      s.emit('run.started', {});
+      timer = setTimeout(() => s.abort('timeout'), timeoutMs);
+      rootStep = s.startWorkflowStep(s.run.input);
+      const output = await raceAbort(
+        s,
+        withRunContext(s, () => workflow.run(s.run.input, s)),
+      );
+      if (s.appendError !== undefined) throw s.appendError;
+      rootStep.end({ output });
+      return await this.finish(s, 'succeeded', { output, usage: s.usage }, 'run.succeeded', { output, usage: s.usage });
+    } catch (err) {
+      const error = this.classify(s, err);
+      rootStep?.end(error ? { error } : {});
+      if (error === null) {
+        const reason = cancelReason(s);
+        s.log.info({ reason }, 'run cancelled');
+        return await this.finish(s, 'cancelled', { usage: s.usage }, 'run.cancelled', { reason });
+      }
+      return await this.finish(s, 'failed', { error, usage: s.usage }, 'run.failed', { error });
+    } finally {
+      clearTimeout(timer);
+      permit?.release();
+      this.active.delete(s.run_id);
+    }
+  }
+
+  /** Maps what ended a run to its error; null means it was cancelled. */
+  private classify(s: Session, err: unknown): RunError | null {
+    const cause = s.abortCause;
+    if (s.appendError !== undefined) {
+      if (s.appendError instanceof EventLogFullError) {
+        s.log.warn({ limit: s.appendError.limit }, 'run stopped: event log limit reached');
+        return { code: 'internal', message: s.appendError.message };
+      }
+      s.log.error({ err: s.appendError }, 'run stopped: its events could not be stored');
+      return { code: 'internal', message: 'The run failed with an internal error' };
+    }
+    if (cause === 'timeout') return { code: 'run_timeout', message: 'The run exceeded its time limit' };
+    if (cause !== undefined && (isAbortError(err) || err instanceof RunAbortedError || s.aborted)) return null;
+    if (err instanceof RunwayError) {
+      if (err.status >= 500) s.log.warn({ err }, 'run failed');
+      else s.log.info({ code: err.code, message: err.message }, 'run failed');
+      return { code: err.code, message: err.message };
+    }
+    s.log.error({ err }, 'run failed with an unexpected error');
+    return { code: 'internal' satisfies ErrorCode, message: 'The run failed with an internal error' };
+  }
+
+  private async finish(
+    s: Session,
+    status: 'succeeded' | 'failed' | 'cancelled',
+    patch: Partial<Run>,
+    type: 'run.succeeded' | 'run.failed' | 'run.cancelled',
+    data: unknown,
+  ): Promise<Run> {
+    const updated = await this.options.store.update(s.run_id, { ...patch, status, finished_at: isoNow() }, ACTIVE);
+    // Lost the compare-and-set: whoever changed the status owns the terminal event.
+    if (!updated) return this.current(s);
+    await s.emitTerminal(type, data);
+    if (status !== 'cancelled') s.log.info({ status, workflow: s.workflow }, 'run finished');
+    return updated;
+  }
+
+  private async current(s: Session): Promise<Run> {
+    s.finished = true;
+    return (await this.options.store.get(s.run_id)) ?? s.run;
+  }
+}
+
+function cancelReason(s: Session): CancelReason {
+  const cause = s.abortCause;
+  return cause === 'client_disconnected' || cause === 'shutdown' ? cause : 'user';
+}
+
+/**
+ * Settles with `work`, or rejects as soon as the run aborts, so a workflow or tool that ignores its
+ * signal is abandoned at cancel time instead of holding the run (and its permit) open.
+ */
+function raceAbort<T>(s: Session, work: Promise<T>): Promise<T> {
+  if (s.aborted) {
+    work.catch(() => {});
+    return Promise.reject(new RunAbortedError(s.abortCause!));
+  }
+  return new Promise<T>((resolve, reject) => {
+    s.onAbort((cause) => reject(new RunAbortedError(cause)));
+    work.then(resolve, reject);
+  });
+}

@@ -1,0 +1,122 @@
+import type { Logger } from './logger.js';
+import { RunwayError, type FieldError } from '../errors.js';
+import type { EventLog, StoredEvent } from '../store/event-log.js';
+import type { RunListQuery, RunPage, RunStore } from '../store/run-store.js';
+import type { Run } from '../store/run.js';
+import type { Workflow } from '../workflows/workflow.js';
+import type { Runner } from './runner.js';
+import type { Session } from './session.js';
+import type { SessionManager } from './session-manager.js';
+
+export interface CreateRunRequest {
+  workflow?: string;
+  input: unknown;
+  userId: string;
+  requestId: string;
+  conversationId?: string;
+  metadata?: Record<string, unknown>;
+  timeoutMs?: number;
+  log?: Logger;
+}
+
+export interface RuntimeParts {
+  workflows: ReadonlyMap<string, Workflow>;
+  defaultWorkflow: string;
+  runner: Runner;
+  sessions: SessionManager;
+  store: RunStore;
+  events: EventLog;
+}
+
+/**
+ * What the HTTP layer may ask of the runtime: create, read, follow, cancel and list runs, scoped to
+ * the calling user. Routes never reach a store or a model except through here.
+ *
+ * @example
+ *   const session = await runtime.createRun({ input: 'hi', userId, requestId })
+ *   const run = await session.done
+ */
+export class Runtime {
+  constructor(private readonly parts: RuntimeParts) {}
+
+  get workflows(): ReadonlyMap<string, Workflow> {
+    return this.parts.workflows;
+  }
+  get defaultWorkflow(): string {
+    return this.parts.defaultWorkflow;
+  }
+  get sessions(): SessionManager {
+    return this.parts.sessions;
+  }
+  get runner(): Runner {
+    return this.parts.runner;
+  }
+  get store(): RunStore {
+    return this.parts.store;
+  }
+
+  workflow(name: string): Workflow {
+    const wf = this.parts.workflows.get(name);
+    if (!wf) throw new RunwayError('not_found', `Workflow "${name}" does not exist`);
+    return wf;
+  }
+
+  /** Validates the input against the workflow and starts the run (queued until admitted). */
+  async createRun(req: CreateRunRequest): Promise<Session> {
+    const name = req.workflow ?? this.parts.defaultWorkflow;
+    const workflow = this.parts.workflows.get(name);
+    if (!workflow) {
+      throw new RunwayError('invalid_request', `Workflow "${name}" does not exist`, {
+        errors: [{ in: 'body', pointer: '/workflow', message: `Unknown workflow "${name}"` }],
+      });
+    }
+    const parsed = workflow.inputSchema.safeParse(req.input);
+    if (!parsed.success) {
+      const errors: FieldError[] = parsed.error.issues.map((issue) => ({
+        in: 'body',
+        pointer: ['/input', ...issue.path.map((p) => String(p))].join('/'),
+        message: issue.message,
+      }));
+      throw new RunwayError('invalid_request', `The input does not fit workflow "${name}"`, { errors });
+    }
+    return this.parts.runner.start({
+      workflow,
+      input: parsed.data,
+      userId: req.userId,
+      requestId: req.requestId,
+      conversationId: req.conversationId ?? null,
+      metadata: req.metadata ?? {},
+      ...(req.timeoutMs !== undefined && { timeoutMs: req.timeoutMs }),
+      ...(req.log !== undefined && { log: req.log }),
+    });
+  }
+
+  /** The caller's run; another user's run is `not_found`, never forbidden. */
+  async getRun(id: string, userId: string): Promise<Run> {
+    const run = await this.parts.store.get(id);
+    if (!run || run.user_id !== userId) throw new RunwayError('not_found', `Run ${id} does not exist`);
+    return run;
+  }
+
+  listRuns(query: RunListQuery): Promise<RunPage> {
+    return this.parts.store.list(query);
+  }
+
+  async cancelRun(id: string, userId: string): Promise<Run> {
+    return this.parts.runner.cancel(await this.getRun(id, userId));
+  }
+
+  /** Replays events after `afterId`, then follows until the terminal event or the signal. */
+  events(run: Run, afterId: number, signal: AbortSignal): AsyncIterable<StoredEvent> {
+    return this.parts.events.read(run.id, afterId, { signal });
+  }
+
+  /** Stops admitting runs, lets running ones finish within `graceMs`, cancels the rest. */
+  shutdown(graceMs: number): Promise<void> {
+    return this.parts.runner.shutdown(graceMs);
+  }
+
+  get isDraining(): boolean {
+    return this.parts.runner.isDraining;
+  }
+}

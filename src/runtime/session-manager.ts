@@ -1,0 +1,199 @@
+import { Semaphore } from 'async-mutex';
+import { RunwayError } from '../errors.js';
+
+export interface AdmissionOptions {
+  /** Permits: runs executing at once. 0 = unlimited. */
+  maxConcurrency: number;
+  /** Callers allowed to wait for a permit; one more gets `queue_full`. */
+  maxQueue: number;
+  /** How long a caller may wait; then `queue_timeout`. */
+  queueTimeoutMs: number;
+  /** Permits one user may hold at once. 0 = no cap. */
+  perUserMaxConcurrency: number;
+}
+
+/** A held slot. `release()` may be called any number of times; only the first has an effect. */
+export interface Permit {
+  readonly userId: string;
+  release(): void;
+}
+
+export interface AdmissionStats {
+  inFlight: number;
+  waiting: number;
+  /** The most permits ever held at once since start (or since `resetHighWater`). */
+  highWater: number;
+}
+
+interface UserSlot {
+  sem: Semaphore;
+  /** Holders plus waiters: the slot is dropped when nobody refers to it. */
+  refs: number;
+  inFlight: number;
+}
+
+const QUEUE_FULL_RETRY_AFTER_S = 1;
+const QUEUE_TIMEOUT_RETRY_AFTER_S = 2;
+export const SHUTDOWN_RETRY_AFTER_S = 5;
+
+/**
+ * Process-wide admission control: a semaphore of `maxConcurrency` permits, a bounded wait queue with
+ * a timeout, and a per-user cap so one user cannot take every slot.
+ *
+ * async-mutex's Semaphore has no queue bound, no waiter count and no AbortSignal, so this class
+ * counts waiters itself (only callers that could not take a permit at once) and, when an abort or
+ * timeout wins the race, hands the permit back the moment it is granted.
+ *
+ * @example
+ *   const permit = await manager.admit('alice', () => run.signal)
+ *   try { await work() } finally { permit.release() }
+ */
+export class SessionManager {
+  private readonly global: Semaphore | undefined;
+  private readonly users = new Map<string, UserSlot>();
+  private inFlight = 0;
+  private waiting = 0;
+  private highWater = 0;
+  private draining = false;
+
+  constructor(private readonly options: AdmissionOptions) {
+    this.global = options.maxConcurrency > 0 ? new Semaphore(options.maxConcurrency) : undefined;
+  }
+
+  /**
+   * Takes a permit for `userId`. Returns the Permit itself when one is free (no promise, no timer, no
+   * AbortSignal on the hot path), else a promise of it. Throws `queue_full` or `shutting_down`
+   * synchronously, so a caller can refuse a request before creating anything. The promise rejects
+   * with `queue_timeout`, or with the signal's reason when it aborts while waiting.
+   */
+  admit(userId: string, signal: () => AbortSignal): Permit | Promise<Permit> {
+    if (this.draining) {
+      throw new RunwayError('shutting_down', 'The server is shutting down', { retryAfterS: SHUTDOWN_RETRY_AFTER_S });
+    }
+    const cap = this.options.perUserMaxConcurrency;
+    const slot = cap > 0 ? this.userSlot(userId, cap) : undefined;
+    const userFree = !slot || slot.sem.getValue() > 0;
+    const globalFree = !this.global || this.global.getValue() > 0;
+    if (userFree && globalFree) {
+      // acquire() dispatches synchronously when a permit is free: the value is taken now, and the
+      // returned promise only repeats what we already know.
+      if (slot) void slot.sem.acquire();
+      if (this.global) void this.global.acquire();
+      return this.grant(userId, slot);
+    }
+    if (this.waiting >= this.options.maxQueue) {
+      if (slot) this.unref(userId, slot);
+      throw new RunwayError('queue_full', `The run queue is full (${this.options.maxQueue} waiting)`, {
+        retryAfterS: QUEUE_FULL_RETRY_AFTER_S,
+      });
+    }
+    return this.wait(userId, slot, signal());
+  }
+
+  stats(): AdmissionStats {
+    return { inFlight: this.inFlight, waiting: this.waiting, highWater: this.highWater };
+  }
+
+  /** Permits each user holds now (users holding none are left out). */
+  perUserInFlight(): Map<string, number> {
+    const out = new Map<string, number>();
+    for (const [user, slot] of this.users) if (slot.inFlight > 0) out.set(user, slot.inFlight);
+    return out;
+  }
+
+  resetHighWater(): void {
+    this.highWater = this.inFlight;
+  }
+
+  /** From now on every `admit` throws `shutting_down`. Callers already waiting keep waiting. */
+  beginDrain(): void {
+    this.draining = true;
+  }
+
+  get isDraining(): boolean {
+    return this.draining;
+  }
+
+  private async wait(userId: string, slot: UserSlot | undefined, signal: AbortSignal): Promise<Permit> {
+    this.waiting++;
+    let timer: NodeJS.Timeout | undefined;
+    let onAbort: (() => void) | undefined;
+    const giveUp = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () =>
+          reject(
+            new RunwayError('queue_timeout', `No run slot became free within ${this.options.queueTimeoutMs} ms`, {
+              retryAfterS: QUEUE_TIMEOUT_RETRY_AFTER_S,
+            }),
+          ),
+        this.options.queueTimeoutMs,
+      );
+      onAbort = () => reject(signal.reason);
+      if (signal.aborted) onAbort();
+      else signal.addEventListener('abort', onAbort, { once: true });
+    });
+    let heldUser = false;
+    try {
+      if (slot) {
+        await raceAcquire(slot.sem, giveUp);
+        heldUser = true;
+      }
+      if (this.global) await raceAcquire(this.global, giveUp);
+      return this.grant(userId, slot);
+    } catch (err) {
+      if (heldUser) slot!.sem.release();
+      if (slot) this.unref(userId, slot);
+      throw err;
+    } finally {
+      this.waiting--;
+      clearTimeout(timer);
+      signal.removeEventListener('abort', onAbort!);
+    }
+  }
+
+  private grant(userId: string, slot: UserSlot | undefined): Permit {
+    this.inFlight++;
+    if (this.inFlight > this.highWater) this.highWater = this.inFlight;
+    if (slot) slot.inFlight++;
+    let released = false;
+    return {
+      userId,
+      release: () => {
+        if (released) return;
+        released = true;
+        this.inFlight--;
+        this.global?.release();
+        if (slot) {
+          slot.inFlight--;
+          slot.sem.release();
+          this.unref(userId, slot);
+        }
+      },
+    };
+  }
+
+  private userSlot(userId: string, cap: number): UserSlot {
+    let slot = this.users.get(userId);
+    if (!slot) this.users.set(userId, (slot = { sem: new Semaphore(cap), refs: 0, inFlight: 0 }));
+    slot.refs++;
+    return slot;
+  }
+
+  private unref(userId: string, slot: UserSlot): void {
+    if (--slot.refs === 0 && this.users.get(userId) === slot) this.users.delete(userId);
+  }
+}
+
+/**
+ * Waits for a permit unless `giveUp` rejects first. A permit granted after we gave up is released
+ * at once, so it passes to the next waiter instead of leaking.
+ */
+async function raceAcquire(sem: Semaphore, giveUp: Promise<never>): Promise<void> {
+  const acquired = sem.acquire();
+  try {
+    await Promise.race([acquired, giveUp]);
+  } catch (err) {
+    void acquired.then(([, release]) => release());
+    throw err;
+  }
+}

@@ -1,0 +1,162 @@
+import type { Logger } from './logger.js';
+import type { EventLog, RunEventType } from '../store/event-log.js';
+import type { CancelReason, Run, Usage } from '../store/run.js';
+import type { RunContext, StartStepOptions } from './run-context.js';
+import type { StepEnd, StepEventData, StepHandle, StepKind } from './step.js';
+
+/** Why a run's signal fired. */
+export type AbortCause = CancelReason | 'timeout' | 'event_log_full';
+
+/** The reason object a Session's signal aborts with: an AbortError that says why. */
+export class RunAbortedError extends Error {
+  override readonly name = 'AbortError';
+  constructor(override readonly cause: AbortCause) {
+    super(`Run aborted (${cause})`);
+  }
+}
+
+/**
+ * One run's isolated state: who it belongs to, its cancellation, and the RunContext its workflow
+ * sees. The AbortController is created only when something asks for the signal (DESIGN §8: one per
+ * run is a measurable cost when most runs never need it); a cancel before then is remembered.
+ */
+export class Session implements RunContext {
+  readonly root_step_id = 's0';
+  readonly usage: Usage = { prompt_tokens: 0, completion_tokens: 0, total_tokens: 0 };
+  /** Settles with the final Run once the terminal event is written. */
+  done!: Promise<Run>;
+  /** Set by the first abort; later aborts do not change it. */
+  abortCause: AbortCause | undefined;
+  /** The first event that could not be appended; the run fails with it. */
+  appendError: unknown;
+  finished = false;
+
+  private controller: AbortController | undefined;
+  private abortListeners: Array<(cause: AbortCause) => void> | undefined;
+  private stepCounter = 0;
+  private logger: Logger | undefined;
+
+  constructor(
+    readonly run: Run,
+    readonly request_id: string,
+    private readonly events: EventLog,
+    private readonly baseLog: Logger,
+  ) {}
+
+  get user_id(): string {
+    return this.run.user_id;
+  }
+  get run_id(): string {
+    return this.run.id;
+  }
+  get conversation_id(): string | null {
+    return this.run.conversation_id;
+  }
+  get workflow(): string {
+    return this.run.workflow;
+  }
+
+  get log(): Logger {
+    return (this.logger ??= this.baseLog.child({ run_id: this.run.id, request_id: this.request_id }));
+  }
+
+  get signal(): AbortSignal {
+    if (!this.controller) {
+      this.controller = new AbortController();
+      if (this.abortCause) this.controller.abort(new RunAbortedError(this.abortCause));
+    }
+    return this.controller.signal;
+  }
+
+  get aborted(): boolean {
+    return this.abortCause !== undefined;
+  }
+
+  /** Aborts the run once; the first cause wins. */
+  abort(cause: AbortCause): void {
+    if (this.abortCause || this.finished) return;
+    this.abortCause = cause;
+    this.controller?.abort(new RunAbortedError(cause));
+    const listeners = this.abortListeners;
+    this.abortListeners = undefined;
+    if (listeners) for (const fn of listeners) fn(cause);
+  }
+
+  /** Calls `fn` when the run aborts, without creating an AbortController. */
+  onAbort(fn: (cause: AbortCause) => void): void {
+    if (this.abortCause) fn(this.abortCause);
+    else (this.abortListeners ??= []).push(fn);
+  }
+
+  /**
+   * Appends an event; ids are assigned in call order, so callers need not await. Events a workflow
+   * emits after the run finished (a tool that ignored its abort) are dropped.
+   */
+  emit(type: RunEventType, data: unknown): void {
+    if (this.finished) return;
+    this.events.append(this.run.id, type, data).then(undefined, this.onAppendError);
+  }
+
+  /** Appends the one terminal event; nothing is recorded after it. */
+  emitTerminal(type: 'run.succeeded' | 'run.failed' | 'run.cancelled', data: unknown): Promise<number> {
+    this.finished = true;
+    return this.events.append(this.run.id, type, data);
+  }
+
+  private readonly onAppendError = (err: unknown): void => {
+    if (this.appendError !== undefined) return;
+    this.appendError = err;
+    this.abort('event_log_full');
+  };
+
+  // ---- RunContext ----
+
+  token(delta: string, stepId: string): void {
+    if (this.abortCause) return;
+    this.emit('token', { delta, step_id: stepId });
+  }
+
+  startStep(kind: StepKind, name: string, options: StartStepOptions = {}): StepHandle {
+    const step_id = `s${++this.stepCounter}`;
+    return this.openStep(step_id, options.parent_id === undefined ? this.root_step_id : options.parent_id, kind, name, options);
+  }
+
+  /** The WORKFLOW step that parents every other step of the run. */
+  startWorkflowStep(input: unknown): StepHandle {
+    return this.openStep(this.root_step_id, null, 'WORKFLOW', this.run.workflow, { input });
+  }
+
+  addUsage(usage: Partial<Usage>): void {
+    this.usage.prompt_tokens += usage.prompt_tokens ?? 0;
+    this.usage.completion_tokens += usage.completion_tokens ?? 0;
+    this.usage.total_tokens += usage.total_tokens ?? (usage.prompt_tokens ?? 0) + (usage.completion_tokens ?? 0);
+  }
+
+  private openStep(step_id: string, parent_id: string | null, kind: StepKind, name: string, options: StartStepOptions): StepHandle {
+    const startedAt = performance.now();
+    const start: StepEventData = { step_id, parent_id, kind: `${kind}_START`, name, ...options.extra };
+    if (options.input !== undefined) start.data = { input: options.input };
+    this.emit('step', start);
+    let ended = false;
+    return {
+      step_id,
+      end: (result: StepEnd = {}) => {
+        if (ended) return;
+        ended = true;
+        const end: StepEventData = {
+          step_id,
+          parent_id,
+          kind: `${kind}_END`,
+          name,
+          duration_ms: Math.round((performance.now() - startedAt) * 1000) / 1000,
+          ...result.extra,
+        };
+        if (result.output !== undefined || result.error !== undefined) {
+          end.data = result.error !== undefined ? { error: result.error } : { output: result.output };
+        }
+        if (result.usage) end.usage = result.usage;
+        this.emit('step', end);
+      },
+    };
+  }
+}

@@ -1,0 +1,282 @@
+import type { CancelBus, RunListQuery, RunPage, RunStore } from './run-store.js';
+import { EventLogFullError, TERMINAL_EVENT_TYPES, type EventLog, type ReadOptions, type RunEventType, type StoredEvent } from './event-log.js';
+import { TERMINAL_STATUSES, type Run, type RunStatus } from './run.js';
+import { isoNow } from './iso-clock.js';
+import { RunwayError } from '../errors.js';
+
+export interface MemoryStoreOptions {
+  /** Finished runs (and their events) are dropped this long after they finish. */
+  runTtlS: number;
+  /** At most this many finished runs are kept; the oldest-finished go first. */
+  maxRuns: number;
+  /** Non-terminal events one run may record; the terminal event is always accepted. */
+  maxEventsPerRun: number;
+  /** How often expired runs are swept (default: a quarter of the TTL, at most 30 s). */
+  sweepIntervalMs?: number;
+  /** Injectable clock for retention tests. */
+  now?: () => number;
+}
+
+/** One run and its event log. Events are kept as their JSON text only (DESIGN §8). */
+class Entry {
+  readonly types: RunEventType[] = [];
+  readonly jsons: string[] = [];
+  terminal = false;
+  finishedAtMs = 0;
+  /** Readers parked until the next append; one wake-up function each. */
+  readonly waiters = new Set<() => void>();
+  /** `"run_id":"…",` prefix, built once per run instead of once per event. */
+  readonly jsonPrefix: string;
+
+  constructor(
+    readonly run: Run,
+    readonly seq: number,
+  ) {
+    this.jsonPrefix = `,"run_id":${JSON.stringify(run.id)},"type":"`;
+  }
+}
+
+interface UserIndex {
+  seqs: number[];
+  ids: string[];
+  live: number;
+}
+
+/** A FIFO of finished run ids; `shift` is O(1) amortised. */
+class IdQueue {
+  private items: string[] = [];
+  private head = 0;
+  get size(): number {
+    return this.items.length - this.head;
+  }
+  push(id: string): void {
+    this.items.push(id);
+  }
+  peek(): string | undefined {
+    return this.items[this.head];
+  }
+  shift(): string | undefined {
+    const id = this.items[this.head];
+    if (id === undefined) return undefined;
+    this.head++;
+    if (this.head > 1024 && this.head * 2 > this.items.length) {
+      this.items = this.items.slice(this.head);
+      this.head = 0;
+    }
+    return id;
+  }
+}
+
+/**
+ * The embedded store: run records, event logs and cancellation in this process's memory, bounded
+ * by a TTL, a cap on finished runs and a cap on events per run, so memory stays flat under load.
+ *
+ * @example
+ *   const store = new MemoryStore({ runTtlS: 3600, maxRuns: 10_000, maxEventsPerRun: 10_000 })
+ */
+export class MemoryStore implements RunStore, EventLog, CancelBus {
+  private readonly entries = new Map<string, Entry>();
+  private readonly users = new Map<string, UserIndex>();
+  private readonly finished = new IdQueue();
+  private readonly cancelHandlers = new Set<(runId: string) => void>();
+  private readonly sweepTimer: NodeJS.Timeout;
+  private readonly now: () => number;
+  private seq = 0;
+
+  constructor(private readonly options: MemoryStoreOptions) {
+    this.now = options.now ?? Date.now;
+    const every = options.sweepIntervalMs ?? Math.min(30_000, Math.max(1000, (options.runTtlS * 1000) / 4));
+    this.sweepTimer = setInterval(() => this.sweep(), every);
+    this.sweepTimer.unref();
+  }
+
+  // ---- RunStore ----
+
+  async create(run: Run): Promise<void> {
+    if (this.entries.has(run.id)) throw new Error(`Run ${run.id} already exists`);
+    const entry = new Entry(run, ++this.seq);
+    this.entries.set(run.id, entry);
+    let index = this.users.get(run.user_id);
+    if (!index) this.users.set(run.user_id, (index = { seqs: [], ids: [], live: 0 }));
+    index.seqs.push(entry.seq);
+    index.ids.push(run.id);
+    index.live++;
+    if (TERMINAL_STATUSES.has(run.status)) this.markFinished(entry);
+  }
+
+  async get(id: string): Promise<Run | undefined> {
+    return this.entries.get(id)?.run;
+  }
+
+  async update(id: string, patch: Partial<Run>, expect: readonly RunStatus[]): Promise<Run | undefined> {
+    const entry = this.entries.get(id);
+    if (!entry || !expect.includes(entry.run.status)) return undefined;
+    Object.assign(entry.run, patch);
+    if (TERMINAL_STATUSES.has(entry.run.status) && entry.finishedAtMs === 0) this.markFinished(entry);
+    return entry.run;
+  }
+
+  async list(query: RunListQuery): Promise<RunPage> {
+    const index = this.users.get(query.userId);
+    const data: Run[] = [];
+    if (!index) return { data, nextCursor: null };
+    let i = index.seqs.length - 1;
+    if (query.cursor !== undefined) i = lowerBound(index.seqs, decodeCursor(query.cursor)) - 1;
+    let lastSeq = 0;
+    for (; i >= 0; i--) {
+      const entry = this.entries.get(index.ids[i]!);
+      if (!entry) continue;
+      const run = entry.run;
+      if (query.status !== undefined && run.status !== query.status) continue;
+      if (query.workflow !== undefined && run.workflow !== query.workflow) continue;
+      if (query.conversationId !== undefined && run.conversation_id !== query.conversationId) continue;
+      if (data.length === query.limit) return { data, nextCursor: encodeCursor(lastSeq) };
+      data.push(run);
+      lastSeq = entry.seq;
+    }
+    return { data, nextCursor: null };
+  }
+
+  async ping(): Promise<void> {}
+
+  // ---- EventLog ----
+
+  append(runId: string, type: RunEventType, data: unknown): Promise<number> {
+    const entry = this.entries.get(runId);
+    if (!entry) return Promise.reject(new Error(`Run ${runId} has no event log`));
+    if (entry.terminal) return Promise.reject(new Error(`Run ${runId} already has its terminal event`));
+    const terminal = TERMINAL_EVENT_TYPES.has(type);
+    if (!terminal && entry.jsons.length >= this.options.maxEventsPerRun - 1) {
+      return Promise.reject(new EventLogFullError(runId, this.options.maxEventsPerRun));
+    }
+    const id = entry.jsons.length + 1;
+    entry.types.push(type);
+    entry.jsons.push(
+      `{"id":${id}${entry.jsonPrefix}${type}","time":"${isoNow()}","data":${data === undefined ? '{}' : JSON.stringify(data)}}`,
+    );
+    entry.run.last_event_id = id;
+    if (terminal) entry.terminal = true;
+    if (entry.waiters.size > 0) {
+      for (const wake of entry.waiters) wake();
+      entry.waiters.clear();
+    }
+    return Promise.resolve(id);
+  }
+
+  async *read(runId: string, afterId: number, options: ReadOptions = {}): AsyncGenerator<StoredEvent> {
+    const { signal, follow = true } = options;
+    let next = Math.max(0, afterId);
+    for (;;) {
+      const entry = this.entries.get(runId);
+      if (!entry) return;
+      while (next < entry.jsons.length) {
+        const i = next++;
+        yield { id: i + 1, type: entry.types[i]!, json: entry.jsons[i]! };
+      }
+      if (entry.terminal || !follow || signal?.aborted) return;
+      await nextAppend(entry, signal);
+    }
+  }
+
+  /** Readers currently parked on a run (tests use it to prove a gone reader left no subscription). */
+  subscriberCount(runId: string): number {
+    return this.entries.get(runId)?.waiters.size ?? 0;
+  }
+
+  // ---- CancelBus ----
+
+  async publishCancel(runId: string): Promise<void> {
+    for (const handler of this.cancelHandlers) handler(runId);
+  }
+
+  onCancel(handler: (runId: string) => void): () => void {
+    this.cancelHandlers.add(handler);
+    return () => this.cancelHandlers.delete(handler);
+  }
+
+  // ---- retention ----
+
+  /** Number of runs held (running and finished). */
+  get size(): number {
+    return this.entries.size;
+  }
+
+  /** Drops finished runs older than the TTL. Runs on a timer; public so tests can drive it. */
+  sweep(): void {
+    const cutoff = this.now() - this.options.runTtlS * 1000;
+    for (let id = this.finished.peek(); id !== undefined; id = this.finished.peek()) {
+      const entry = this.entries.get(id);
+      if (entry && entry.finishedAtMs > cutoff) break;
+      this.finished.shift();
+      if (entry) this.evict(entry);
+    }
+  }
+
+  close(): void {
+    clearInterval(this.sweepTimer);
+  }
+
+  private markFinished(entry: Entry): void {
+    entry.finishedAtMs = this.now();
+    this.finished.push(entry.run.id);
+    while (this.finished.size > this.options.maxRuns) {
+      const oldest = this.entries.get(this.finished.shift()!);
+      if (oldest) this.evict(oldest);
+    }
+  }
+
+  private evict(entry: Entry): void {
+    this.entries.delete(entry.run.id);
+    const index = this.users.get(entry.run.user_id);
+    if (!index) return;
+    index.live--;
+    if (index.live === 0) {
+      this.users.delete(entry.run.user_id);
+    } else if (index.ids.length > 64 && index.live * 2 < index.ids.length) {
+      const keep = index.ids.map((id, i) => [id, index.seqs[i]!] as const).filter(([id]) => this.entries.has(id));
+      index.ids = keep.map(([id]) => id);
+      index.seqs = keep.map(([, seq]) => seq);
+    }
+  }
+}
+
+function nextAppend(entry: Entry, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise((resolve) => {
+    const wake = () => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    };
+    const onAbort = () => {
+      entry.waiters.delete(wake);
+      resolve();
+    };
+    entry.waiters.add(wake);
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+/** Index of the first element >= value in an ascending array. */
+function lowerBound(sorted: readonly number[], value: number): number {
+  let lo = 0;
+  let hi = sorted.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (sorted[mid]! < value) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+function encodeCursor(seq: number): string {
+  return Buffer.from(`s:${seq}`).toString('base64url');
+}
+
+function decodeCursor(cursor: string): number {
+  const match = /^s:(\d{1,15})$/.exec(Buffer.from(cursor, 'base64url').toString('utf8'));
+  if (!match) {
+    throw new RunwayError('invalid_request', 'cursor is not one this server issued', {
+      errors: [{ in: 'querystring', pointer: '/cursor', message: 'Invalid cursor' }],
+    });
+  }
+  return Number(match[1]);
+}

@@ -1,0 +1,43 @@
+import type { Run, RunStatus } from './run.js';
+
+export interface RunListQuery {
+  userId: string;
+  status?: RunStatus;
+  workflow?: string;
+  conversationId?: string;
+  limit: number;
+  /** Opaque cursor from a previous page's `nextCursor`. */
+  cursor?: string;
+}
+
+export interface RunPage {
+  data: Run[];
+  nextCursor: string | null;
+}
+
+/**
+ * Where run records live. Asynchronous so a networked store (Redis) fits without a rewrite.
+ *
+ * @example
+ *   const run = await store.update(id, { status: 'cancelled' }, ['queued', 'running'])
+ *   if (!run) { // somebody else finished it first }
+ */
+export interface RunStore {
+  create(run: Run): Promise<void>;
+  get(id: string): Promise<Run | undefined>;
+  /**
+   * Compare-and-set on status: applies `patch` only when the run's status is one of `expect`, so a
+   * late "succeeded" can never overwrite "cancelled". Resolves to the updated run, or undefined.
+   */
+  update(id: string, patch: Partial<Run>, expect: readonly RunStatus[]): Promise<Run | undefined>;
+  list(query: RunListQuery): Promise<RunPage>;
+  /** Throws when the store cannot be reached (drives `/readyz`). */
+  ping(): Promise<void>;
+}
+
+/** Cancellation travels through the store so that, with Redis, any replica can cancel any run. */
+export interface CancelBus {
+  publishCancel(runId: string): Promise<void>;
+  /** Returns an unsubscribe function. */
+  onCancel(handler: (runId: string) => void): () => void;
+}

@@ -1,0 +1,41 @@
+import type { ErrorCode } from '../errors.js';
+
+export type RunStatus = 'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled';
+
+export const TERMINAL_STATUSES: ReadonlySet<RunStatus> = new Set(['succeeded', 'failed', 'cancelled']);
+
+export interface Usage {
+  prompt_tokens: number;
+  completion_tokens: number;
+  total_tokens: number;
+}
+
+export interface RunError {
+  code: ErrorCode;
+  message: string;
+}
+
+/** Why a run was cancelled; carried on `run.cancelled` and used to pick the blocking answer. */
+export type CancelReason = 'user' | 'client_disconnected' | 'shutdown';
+
+/** The Run resource of DESIGN §2, exactly as the API returns it. */
+export interface Run {
+  id: string;
+  workflow: string;
+  user_id: string;
+  conversation_id: string | null;
+  status: RunStatus;
+  input: unknown;
+  output: unknown;
+  error: RunError | null;
+  usage: Usage;
+  metadata: Record<string, unknown>;
+  created_at: string;
+  started_at: string | null;
+  finished_at: string | null;
+  last_event_id: number;
+}
+
+export function zeroUsage(): Usage {
+  return { prompt_tokens: 0, completion_tokens: 0, total_tokens: 0 };
+}

@@ -1,0 +1,15 @@
+import type { z } from 'zod';
+import type { RunContext } from '../runtime/run-context.js';
+
+/**
+ * A ready-to-run workflow, built from one entry of the config's `workflows` section.
+ * `run` must honour `ctx.signal` and report progress through `ctx` (tokens, steps, usage).
+ */
+export interface Workflow {
+  readonly name: string;
+  readonly type: string;
+  readonly description: string;
+  /** Validates a run's `input`; its JSON Schema is what `GET /workflows/:name` shows. */
+  readonly inputSchema: z.ZodType;
+  run(input: unknown, ctx: RunContext): Promise<unknown>;
+}
