@@ -170,7 +170,7 @@ export class Runner {
       rootStep?.end(error ? { error } : {});
       if (error === null) {
         const reason = cancelReason(s);
-        s.log.info({ reason }, 'run cancelled');
+        if (s.logs('info')) s.log.info({ reason }, 'run cancelled');
         return await this.finish(s, 'cancelled', { usage: s.usage }, 'run.cancelled', { reason });
       }
       return await this.finish(s, 'failed', { error, usage: s.usage }, 'run.failed', { error });
@@ -196,7 +196,7 @@ export class Runner {
     if (cause !== undefined && (isAbortError(err) || err instanceof RunAbortedError || s.aborted)) return null;
     if (err instanceof RunwayError) {
       if (err.status >= 500) s.log.warn({ err }, 'run failed');
-      else s.log.info({ code: err.code, message: err.message }, 'run failed');
+      else if (s.logs('info')) s.log.info({ code: err.code, message: err.message }, 'run failed');
       return { code: err.code, message: err.message };
     }
     s.log.error({ err }, 'run failed with an unexpected error');
@@ -214,7 +214,7 @@ export class Runner {
     // Lost the compare-and-set: whoever changed the status owns the terminal event.
     if (!updated) return this.current(s);
     await s.emitTerminal(type, data);
-    if (status !== 'cancelled') s.log.info({ status, workflow: s.workflow }, 'run finished');
+    if (status !== 'cancelled' && s.logs('info')) s.log.info({ status, workflow: s.workflow }, 'run finished');
     return updated;
   }
 

@@ -1,4 +1,4 @@
-import type { Logger } from './logger.js';
+import { levelEnabled, type Logger } from './logger.js';
 import type { EventLog, RunEventType } from '../store/event-log.js';
 import type { CancelReason, Run, Usage } from '../store/run.js';
 import type { RunContext, StartStepOptions } from './run-context.js';
@@ -60,6 +60,11 @@ export class Session implements RunContext {
     return (this.logger ??= this.baseLog.child({ run_id: this.run.id, request_id: this.request_id }));
   }
 
+  /** Whether a line at `level` would be written (so callers can skip building the child logger). */
+  logs(level: 'debug' | 'info' | 'warn'): boolean {
+    return levelEnabled(this.baseLog, level);
+  }
+
   get signal(): AbortSignal {
     if (!this.controller) {
       this.controller = new AbortController();
@@ -94,6 +99,15 @@ export class Session implements RunContext {
    */
   emit(type: RunEventType, data: unknown): void {
     if (this.finished) return;
+    if (this.events.appendNow) {
+      // The embedded store appends synchronously: no promise per event.
+      try {
+        this.events.appendNow(this.run.id, type, data);
+      } catch (err) {
+        this.onAppendError(err);
+      }
+      return;
+    }
     this.events.append(this.run.id, type, data).then(undefined, this.onAppendError);
   }
 

@@ -38,6 +38,11 @@ export interface EventLog {
   /** Appends one event; resolves to its id (1, 2, 3… per run, no gaps). */
   append(runId: string, type: RunEventType, data: unknown): Promise<number>;
   /**
+   * Optional synchronous `append` for stores that can (the memory store): same contract, returns
+   * the id or throws. Saves a promise per event on the hot path.
+   */
+  appendNow?(runId: string, type: RunEventType, data: unknown): number;
+  /**
    * Yields every event with id > afterId, then (unless `follow: false`) waits for new ones until the
    * terminal event has been yielded or the signal aborts. Ends at once for an unknown run.
    */

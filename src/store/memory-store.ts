@@ -17,15 +17,21 @@ export interface MemoryStoreOptions {
   now?: () => number;
 }
 
-/** One run and its event log. Events are kept as their JSON text only (DESIGN §8). */
+/**
+ * One run and its event log. Events are kept as their JSON text only (DESIGN §8); once the run has
+ * its terminal event the texts are sealed into one flat string plus offsets, so a finished run
+ * costs the collector a handful of objects instead of a few per event.
+ */
 class Entry {
   readonly types: RunEventType[] = [];
-  readonly jsons: string[] = [];
+  private live: string[] | undefined = [];
+  private blob = '';
+  private offsets: Uint32Array | undefined;
   terminal = false;
   finishedAtMs = 0;
   /** Readers parked until the next append; one wake-up function each. */
   readonly waiters = new Set<() => void>();
-  /** `"run_id":"…",` prefix, built once per run instead of once per event. */
+  /** `"run_id":"…","type":"` middle part, built once per run instead of once per event. */
   readonly jsonPrefix: string;
 
   constructor(
@@ -33,6 +39,28 @@ class Entry {
     readonly seq: number,
   ) {
     this.jsonPrefix = `,"run_id":${JSON.stringify(run.id)},"type":"`;
+  }
+
+  get count(): number {
+    return this.types.length;
+  }
+
+  push(type: RunEventType, json: string): void {
+    this.types.push(type);
+    this.live!.push(json);
+  }
+
+  json(i: number): string {
+    return this.live ? this.live[i]! : this.blob.slice(this.offsets![i]!, this.offsets![i + 1]!);
+  }
+
+  seal(): void {
+    const live = this.live!;
+    const offsets = new Uint32Array(live.length + 1);
+    for (let i = 0, at = 0; i < live.length; i++) offsets[i + 1] = at += live[i]!.length;
+    this.blob = live.join('');
+    this.offsets = offsets;
+    this.live = undefined;
   }
 }
 
@@ -142,25 +170,36 @@ export class MemoryStore implements RunStore, EventLog, CancelBus {
   // ---- EventLog ----
 
   append(runId: string, type: RunEventType, data: unknown): Promise<number> {
-    const entry = this.entries.get(runId);
-    if (!entry) return Promise.reject(new Error(`Run ${runId} has no event log`));
-    if (entry.terminal) return Promise.reject(new Error(`Run ${runId} already has its terminal event`));
-    const terminal = TERMINAL_EVENT_TYPES.has(type);
-    if (!terminal && entry.jsons.length >= this.options.maxEventsPerRun - 1) {
-      return Promise.reject(new EventLogFullError(runId, this.options.maxEventsPerRun));
+    try {
+      return Promise.resolve(this.appendNow(runId, type, data));
+    } catch (err) {
+      return Promise.reject(err);
     }
-    const id = entry.jsons.length + 1;
-    entry.types.push(type);
-    entry.jsons.push(
+  }
+
+  appendNow(runId: string, type: RunEventType, data: unknown): number {
+    const entry = this.entries.get(runId);
+    if (!entry) throw new Error(`Run ${runId} has no event log`);
+    if (entry.terminal) throw new Error(`Run ${runId} already has its terminal event`);
+    const terminal = TERMINAL_EVENT_TYPES.has(type);
+    if (!terminal && entry.count >= this.options.maxEventsPerRun - 1) {
+      throw new EventLogFullError(runId, this.options.maxEventsPerRun);
+    }
+    const id = entry.count + 1;
+    entry.push(
+      type,
       `{"id":${id}${entry.jsonPrefix}${type}","time":"${isoNow()}","data":${data === undefined ? '{}' : JSON.stringify(data)}}`,
     );
     entry.run.last_event_id = id;
-    if (terminal) entry.terminal = true;
+    if (terminal) {
+      entry.terminal = true;
+      entry.seal();
+    }
     if (entry.waiters.size > 0) {
       for (const wake of entry.waiters) wake();
       entry.waiters.clear();
     }
-    return Promise.resolve(id);
+    return id;
   }
 
   async *read(runId: string, afterId: number, options: ReadOptions = {}): AsyncGenerator<StoredEvent> {
@@ -169,9 +208,9 @@ export class MemoryStore implements RunStore, EventLog, CancelBus {
     for (;;) {
       const entry = this.entries.get(runId);
       if (!entry) return;
-      while (next < entry.jsons.length) {
+      while (next < entry.count) {
         const i = next++;
-        yield { id: i + 1, type: entry.types[i]!, json: entry.jsons[i]! };
+        yield { id: i + 1, type: entry.types[i]!, json: entry.json(i) };
       }
       if (entry.terminal || !follow || signal?.aborted) return;
       await nextAppend(entry, signal);

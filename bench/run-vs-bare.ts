@@ -1,0 +1,88 @@
+// Measures, in one run on one machine, a bare Fastify JSON route and Runway's `POST /runs` on the
+// `echo` workflow with `token_delay_ms: 0`, each server in its own process, autocannon in this one.
+//
+//   npm run bench                       # 10 s per target, 50 connections
+//   BENCH_DURATION=20 BENCH_CONNECTIONS=100 npm run bench
+//
+// Extra Node flags for the servers (e.g. NODE_FLAGS="--cpu-prof --cpu-prof-dir=prof") go through
+// NODE_FLAGS. Results are printed as a Markdown table for BENCHMARKS.md.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { createServer } from 'node:net';
+import { cpus } from 'node:os';
+import autocannon from 'autocannon';
+
+const duration = Number(process.env.BENCH_DURATION ?? 10);
+const connections = Number(process.env.BENCH_CONNECTIONS ?? 50);
+const warmup = Number(process.env.BENCH_WARMUP ?? 3);
+const nodeFlags = (process.env.NODE_FLAGS ?? '').split(' ').filter(Boolean);
+const body = JSON.stringify({ input: 'hello from the benchmark, one word at a time' });
+
+async function freePort(): Promise<number> {
+  const srv = createServer();
+  srv.listen(0, '127.0.0.1');
+  await once(srv, 'listening');
+  const { port } = srv.address() as { port: number };
+  srv.close();
+  await once(srv, 'close');
+  return port;
+}
+
+async function waitUp(url: string, child: ChildProcess): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    if (child.exitCode !== null) throw new Error(`server exited with ${child.exitCode}`);
+    try {
+      const res = await fetch(url);
+      await res.arrayBuffer();
+      return;
+    } catch {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+  throw new Error(`${url} never came up`);
+}
+
+interface Result {
+  name: string;
+  reqPerSec: number;
+  p50: number;
+  p99: number;
+  non2xx: number;
+  errors: number;
+}
+
+async function measure(name: string, script: string, env: Record<string, string>, probe: string): Promise<Result> {
+  const port = await freePort();
+  const child = spawn(process.execPath, [...nodeFlags, '--import', 'tsx', script], {
+    env: { ...process.env, ...env, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn' },
+    stdio: ['ignore', 'inherit', 'inherit'],
+  });
+  try {
+    const base = `http://127.0.0.1:${port}`;
+    await waitUp(`${base}${probe}`, child);
+    const opts = { url: `${base}/runs`, method: 'POST' as const, headers: { 'content-type': 'application/json' }, body, connections };
+    await autocannon({ ...opts, duration: warmup });
+    const r = await autocannon({ ...opts, duration });
+    return { name, reqPerSec: r.requests.average, p50: r.latency.p50, p99: r.latency.p99, non2xx: r.non2xx, errors: r.errors };
+  } finally {
+    child.kill('SIGTERM');
+    await once(child, 'exit');
+  }
+}
+
+const bare = await measure('bare Fastify route', 'bench/bare-server.ts', {}, '/runs');
+const runway = await measure(
+  'Runway POST /runs (echo, token_delay_ms 0)',
+  'src/server.ts',
+  { RUNWAY_ECHO_DELAY_MS: '0', RUNWAY_CONFIG: 'config/runway.yaml' },
+  '/healthz',
+);
+
+const row = (r: Result) =>
+  `| ${r.name} | ${Math.round(r.reqPerSec)} | ${r.p50} | ${r.p99} | ${r.non2xx} | ${r.errors} |`;
+console.log(`\nNode ${process.version}, ${cpus().length} CPUs (${cpus()[0]?.model ?? '?'}), ${connections} connections, ${duration} s after ${warmup} s warm-up\n`);
+console.log('| target | req/s | p50 ms | p99 ms | non-2xx | errors |');
+console.log('| --- | --- | --- | --- | --- | --- |');
+console.log(row(bare));
+console.log(row(runway));
+console.log(`\nRunway / bare: ${((runway.reqPerSec / bare.reqPerSec) * 100).toFixed(1)}%`);
