@@ -8,7 +8,7 @@ import { RunJson } from '../routes/schemas.js';
 import { workflowRoutes } from '../routes/workflows.js';
 import type { RunwayConfig } from './config/config-schema.js';
 import { parseConfig } from './config/load-config.js';
-import { installErrorHandling } from './http/error-handler.js';
+import { installErrorHandling, sendProblem, toRunwayError } from './http/error-handler.js';
 import { identityPlugin } from './plugins/identity-plugin.js';
 import { runtimePlugin } from './plugins/runtime-plugin.js';
 import type { BuilderRegistry } from './workflows/builder.js';
@@ -44,9 +44,14 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<FastifyIn
     bodyLimit: config.server.body_limit_bytes,
     genReqId: requestId,
     requestIdHeader: false,
-    requestIdLogLabel: 'request_id',
     // Draining is ours (readyz false, `shutting_down` problems) and happens before close.
     return503OnClosing: false,
+    // Errors Fastify raises before routing (bad percent-encoding, over-long params) skip every
+    // hook and the error handler: answer them as problem+json with the request id all the same.
+    frameworkErrors: (err, request, reply) => {
+      reply.header('x-request-id', request.id);
+      sendProblem(reply, toRunwayError(err, request));
+    },
   });
   app.setValidatorCompiler(validatorCompiler);
   // text/plain would reach the body schema as a string; refuse it as a media type instead.

@@ -13,6 +13,13 @@ export class ConfigError extends Error {
 
 export const DEFAULT_CONFIG_PATH = 'config/runway.yaml';
 
+/** What applies when there is no config file at all. */
+const BUILTIN_DOCUMENT = {
+  workflows: {
+    echo: { type: 'echo', description: 'Streams the input back, word by word', token_delay_ms: '${RUNWAY_ECHO_DELAY_MS:-20}' },
+  },
+};
+
 type Env = Record<string, string | undefined>;
 
 const INTERPOLATION = /\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g;
@@ -70,6 +77,13 @@ export function parseConfig(raw: unknown, fromEnv = new Map<string, string>()): 
   if (!Object.hasOwn(config.workflows, 'echo')) {
     config.workflows = { echo: { type: 'echo', description: 'Streams the input back, word by word' }, ...config.workflows };
   }
+  if (config.default_workflow !== undefined && !Object.hasOwn(config.workflows, config.default_workflow)) {
+    const env = fromEnv.get('default_workflow');
+    throw new ConfigError(
+      `Invalid configuration:\n  default_workflow: unknown workflow ${JSON.stringify(config.default_workflow)} ` +
+        `(known: ${Object.keys(config.workflows).join(', ')})${env ? ` (from ${env})` : ''}`,
+    );
+  }
   return config;
 }
 
@@ -84,7 +98,8 @@ export function parseConfig(raw: unknown, fromEnv = new Map<string, string>()): 
 export function loadConfig(env: Env = process.env): RunwayConfig {
   const explicit = env.RUNWAY_CONFIG !== undefined && env.RUNWAY_CONFIG !== '';
   const path = explicit ? env.RUNWAY_CONFIG! : DEFAULT_CONFIG_PATH;
-  let raw: Record<string, unknown> = {};
+  // No file: the built-in echo still honours RUNWAY_ECHO_DELAY_MS, as the shipped file does.
+  let raw = interpolateEnv(BUILTIN_DOCUMENT, env) as Record<string, unknown>;
   if (explicit || existsSync(path)) {
     let text: string;
     try {
@@ -102,6 +117,12 @@ export function loadConfig(env: Env = process.env): RunwayConfig {
       throw new ConfigError(`Config file ${path} must be a YAML mapping at the top level`);
     }
     raw = (interpolateEnv(doc ?? {}, env) as Record<string, unknown>) ?? {};
+  }
+  if (env.RUNWAY_API_KEYS) {
+    // Refusing beats silently serving without the auth the operator asked for.
+    throw new ConfigError(
+      'Invalid configuration:\n  RUNWAY_API_KEYS: API-key auth is not available in this version yet; unset it (auth is off, for development only)',
+    );
   }
   const fromEnv = new Map<string, string>();
   for (const [name, keyPath] of ENV_OVERRIDES) {

@@ -1,5 +1,6 @@
 import fp from 'fastify-plugin';
 import type { RunwayConfig } from '../config/config-schema.js';
+import { ConfigError } from '../config/load-config.js';
 import { Runner } from '../runtime/runner.js';
 import { Runtime } from '../runtime/runtime.js';
 import { SessionManager } from '../runtime/session-manager.js';
@@ -26,7 +27,7 @@ export const runtimePlugin = fp<RuntimePluginOptions>(
   async (app, { config, registry }) => {
     const rt = config.runtime;
     if (config.store !== 'memory') {
-      throw new Error(`store: ${config.store} is not supported yet; use "memory"`);
+      throw new ConfigError(`Invalid configuration:\n  store: "${config.store}" is not available in this version yet; use "memory"`);
     }
     const { workflows, defaultWorkflow } = buildWorkflows(config, registry);
     const store = new MemoryStore({ runTtlS: rt.run_ttl_s, maxRuns: rt.max_runs, maxEventsPerRun: rt.max_events_per_run });

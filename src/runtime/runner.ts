@@ -33,6 +33,9 @@ export interface StartRunSpec {
   log?: Logger;
 }
 
+/** Shared by every run created without metadata; never mutated. */
+const NO_METADATA: Record<string, unknown> = Object.freeze({}) as Record<string, unknown>;
+
 const ACTIVE: readonly Run['status'][] = ['queued', 'running'];
 
 /**
@@ -46,6 +49,8 @@ const ACTIVE: readonly Run['status'][] = ['queued', 'running'];
  */
 export class Runner {
   private readonly active = new Map<string, Session>();
+  /** Store writes of runs being created: not in `active` yet, but shutdown must wait for them. */
+  private readonly creating = new Set<Promise<void>>();
   private readonly unsubscribeCancel: () => void;
   private draining = false;
 
@@ -72,7 +77,7 @@ export class Runner {
       output: null,
       error: null,
       usage: { prompt_tokens: 0, completion_tokens: 0, total_tokens: 0 },
-      metadata: spec.metadata ?? {},
+      metadata: spec.metadata ?? NO_METADATA,
       created_at: isoNow(),
       started_at: null,
       finished_at: null,
@@ -82,13 +87,19 @@ export class Runner {
     const admission = sessions.admit(run.user_id, () => session.signal);
     // A rejection that lands while the store write below is in flight is handled by execute().
     if (admission instanceof Promise) admission.catch(() => {});
+    const created = store.create(run);
+    this.creating.add(created);
     try {
-      await store.create(run);
+      await created;
     } catch (err) {
       void Promise.resolve(admission).then((permit) => permit.release(), () => {});
       throw err;
+    } finally {
+      this.creating.delete(created);
     }
     this.active.set(run.id, session);
+    // Shutdown began while the record was being written: cancel it like a queued run.
+    if (this.draining) session.abort('shutdown');
     session.emit('run.queued', { workflow: run.workflow });
     const timeoutMs = Math.min(spec.timeoutMs ?? this.options.runTimeoutMs, this.options.runTimeoutMs);
     session.done = this.execute(session, spec.workflow, admission, timeoutMs);
@@ -141,6 +152,8 @@ export class Runner {
       await Promise.race([all(), new Promise((resolve) => (timer = setTimeout(resolve, graceMs)))]);
       clearTimeout(timer);
     }
+    // Runs whose creation was in flight when the drain began are in `active` (aborted) once written.
+    await Promise.allSettled([...this.creating]);
     for (const session of this.active.values()) session.abort('shutdown');
     await all();
     this.unsubscribeCancel();

@@ -56,8 +56,9 @@ export class Session implements RunContext {
     return this.run.workflow;
   }
 
+  /** The run's logger: the starting request's logger (which carries `reqId`) plus `run_id`. */
   get log(): Logger {
-    return (this.logger ??= this.baseLog.child({ run_id: this.run.id, request_id: this.request_id }));
+    return (this.logger ??= this.baseLog.child({ run_id: this.run.id }));
   }
 
   /** Whether a line at `level` would be written (so callers can skip building the child logger). */

@@ -23,16 +23,16 @@ export interface MemoryStoreOptions {
  * costs the collector a handful of objects instead of a few per event.
  */
 class Entry {
-  readonly types: RunEventType[] = [];
+  private types: RunEventType[] | Uint8Array = [];
   private live: string[] | undefined = [];
   private blob = '';
   private offsets: Uint32Array | undefined;
   terminal = false;
   finishedAtMs = 0;
-  /** Readers parked until the next append; one wake-up function each. */
-  readonly waiters = new Set<() => void>();
+  /** Readers parked until the next append; created for the first one. */
+  waiters: Set<() => void> | undefined;
   /** `"run_id":"…","type":"` middle part, built once per run instead of once per event. */
-  readonly jsonPrefix: string;
+  jsonPrefix: string;
 
   constructor(
     readonly run: Run,
@@ -46,8 +46,13 @@ class Entry {
   }
 
   push(type: RunEventType, json: string): void {
-    this.types.push(type);
+    (this.types as RunEventType[]).push(type);
     this.live!.push(json);
+  }
+
+  type(i: number): RunEventType {
+    const t = this.types[i]!;
+    return typeof t === 'number' ? EVENT_TYPES[t]! : t;
   }
 
   json(i: number): string {
@@ -61,8 +66,21 @@ class Entry {
     this.blob = live.join('');
     this.offsets = offsets;
     this.live = undefined;
+    this.types = Uint8Array.from(this.types as RunEventType[], (t) => EVENT_CODES.get(t)!);
+    this.jsonPrefix = '';
   }
 }
+
+const EVENT_TYPES: readonly RunEventType[] = [
+  'run.queued',
+  'run.started',
+  'token',
+  'step',
+  'run.succeeded',
+  'run.failed',
+  'run.cancelled',
+];
+const EVENT_CODES = new Map(EVENT_TYPES.map((t, i) => [t, i]));
 
 interface UserIndex {
   seqs: number[];
@@ -145,11 +163,13 @@ export class MemoryStore implements RunStore, EventLog, CancelBus {
   }
 
   async list(query: RunListQuery): Promise<RunPage> {
+    // Decoded first: a forged cursor is refused whether or not the caller has runs.
+    const cursorSeq = query.cursor === undefined ? undefined : decodeCursor(query.cursor);
     const index = this.users.get(query.userId);
     const data: Run[] = [];
     if (!index) return { data, nextCursor: null };
     let i = index.seqs.length - 1;
-    if (query.cursor !== undefined) i = lowerBound(index.seqs, decodeCursor(query.cursor)) - 1;
+    if (cursorSeq !== undefined) i = lowerBound(index.seqs, cursorSeq) - 1;
     let lastSeq = 0;
     for (; i >= 0; i--) {
       const entry = this.entries.get(index.ids[i]!);
@@ -195,7 +215,7 @@ export class MemoryStore implements RunStore, EventLog, CancelBus {
       entry.terminal = true;
       entry.seal();
     }
-    if (entry.waiters.size > 0) {
+    if (entry.waiters !== undefined && entry.waiters.size > 0) {
       for (const wake of entry.waiters) wake();
       entry.waiters.clear();
     }
@@ -210,7 +230,7 @@ export class MemoryStore implements RunStore, EventLog, CancelBus {
       if (!entry) return;
       while (next < entry.count) {
         const i = next++;
-        yield { id: i + 1, type: entry.types[i]!, json: entry.json(i) };
+        yield { id: i + 1, type: entry.type(i), json: entry.json(i) };
       }
       if (entry.terminal || !follow || signal?.aborted) return;
       await nextAppend(entry, signal);
@@ -219,7 +239,7 @@ export class MemoryStore implements RunStore, EventLog, CancelBus {
 
   /** Readers currently parked on a run (tests use it to prove a gone reader left no subscription). */
   subscriberCount(runId: string): number {
-    return this.entries.get(runId)?.waiters.size ?? 0;
+    return this.entries.get(runId)?.waiters?.size ?? 0;
   }
 
   // ---- CancelBus ----
@@ -286,10 +306,10 @@ function nextAppend(entry: Entry, signal: AbortSignal | undefined): Promise<void
       resolve();
     };
     const onAbort = () => {
-      entry.waiters.delete(wake);
+      entry.waiters?.delete(wake);
       resolve();
     };
-    entry.waiters.add(wake);
+    (entry.waiters ??= new Set()).add(wake);
     signal?.addEventListener('abort', onAbort, { once: true });
   });
 }
