@@ -1,6 +1,15 @@
 import { z } from 'zod';
 
-const int = (min: number, max = Number.MAX_SAFE_INTEGER) => z.coerce.number().int().min(min).max(max);
+/**
+ * An integer setting. Strings of digits (YAML interpolation, env) become numbers; anything else
+ * (an empty `${VAR}`, a bare `key:`, `true`) is refused rather than coerced to 0 or 1, since 0
+ * means "unlimited" for some keys.
+ */
+const int = (min: number, max = Number.MAX_SAFE_INTEGER) =>
+  z.preprocess(
+    (v) => (typeof v === 'string' && /^\s*[-+]?\d+(\.\d+)?\s*$/.test(v) ? Number(v) : v),
+    z.number().int().min(min).max(max),
+  );
 
 export const ServerConfigSchema = z
   .object({
