@@ -1,7 +1,7 @@
 // Measures, in one run on one machine, a bare Fastify JSON route and Runway's `POST /runs` on the
 // `echo` workflow with `token_delay_ms: 0`, each server in its own process, autocannon in this one.
 //
-//   npm run bench                       # 10 s per target, 50 connections
+//   npm run bench                       # builds, then 10 s per target, 50 connections
 //   BENCH_DURATION=20 BENCH_CONNECTIONS=100 npm run bench
 //
 // Extra Node flags for the servers (e.g. NODE_FLAGS="--cpu-prof --cpu-prof-dir=prof") go through
@@ -51,9 +51,9 @@ interface Result {
   errors: number;
 }
 
-async function measure(name: string, script: string, env: Record<string, string>, probe: string): Promise<Result> {
+async function measure(name: string, args: string[], env: Record<string, string>, probe: string): Promise<Result> {
   const port = await freePort();
-  const child = spawn(process.execPath, [...nodeFlags, '--import', 'tsx', script], {
+  const child = spawn(process.execPath, [...nodeFlags, ...args], {
     env: { ...process.env, ...env, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn' },
     stdio: ['ignore', 'inherit', 'inherit'],
   });
@@ -70,10 +70,11 @@ async function measure(name: string, script: string, env: Record<string, string>
   }
 }
 
-const bare = await measure('bare Fastify route', 'bench/bare-server.ts', {}, '/runs');
+const bare = await measure('bare Fastify route', ['--import', 'tsx', 'bench/bare-server.ts'], {}, '/runs');
+// Runway runs from its build (`npm run bench` builds first), as `npm start` and the image do.
 const runway = await measure(
   'Runway POST /runs (echo, token_delay_ms 0)',
-  'src/server.ts',
+  ['--enable-source-maps', 'dist/src/server.js'],
   { RUNWAY_ECHO_DELAY_MS: '0', RUNWAY_CONFIG: 'config/runway.yaml' },
   '/healthz',
 );

@@ -59,8 +59,10 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<FastifyIn
   installErrorHandling(app);
   app.addSchema(RunJson);
 
-  app.addHook('onRequest', async (request, reply) => {
+  // Callback-style hooks: an async hook costs a promise on every request.
+  app.addHook('onRequest', (request, reply, done) => {
     reply.header('x-request-id', request.id);
+    done();
   });
 
   await app.register(identityPlugin);

@@ -21,16 +21,18 @@ const USER_ID = /^[A-Za-z0-9._@:+-]{1,128}$/;
 export const identityPlugin = fp(
   async (app) => {
     app.decorateRequest('userId', 'anonymous');
-    app.addHook('onRequest', async (request) => {
-      if (request.routeOptions.config?.public) return;
+    app.addHook('onRequest', (request, _reply, done) => {
       const header = request.headers['x-user-id'];
-      if (header === undefined) return;
+      if (header === undefined || request.routeOptions.config?.public) return done();
       if (typeof header !== 'string' || !USER_ID.test(header)) {
-        throw new RunwayError('invalid_request', 'X-User-Id must be 1-128 letters, digits or . _ @ : + -', {
-          errors: [{ in: 'headers', pointer: '/x-user-id', message: 'Invalid user id' }],
-        });
+        return done(
+          new RunwayError('invalid_request', 'X-User-Id must be 1-128 letters, digits or . _ @ : + -', {
+            errors: [{ in: 'headers', pointer: '/x-user-id', message: 'Invalid user id' }],
+          }),
+        );
       }
       request.userId = header;
+      done();
     });
   },
   { name: 'runway-identity', fastify: '5.x' },
