@@ -147,7 +147,7 @@ export class MemoryStore implements RunStore, EventLog, CancelBus {
     index.seqs.push(entry.seq);
     index.ids.push(run.id);
     index.live++;
-    if (TERMINAL_STATUSES.has(run.status)) this.markFinished(entry);
+    this.maybeFinished(entry);
   }
 
   async get(id: string): Promise<Run | undefined> {
@@ -158,7 +158,7 @@ export class MemoryStore implements RunStore, EventLog, CancelBus {
     const entry = this.entries.get(id);
     if (!entry || !expect.includes(entry.run.status)) return undefined;
     Object.assign(entry.run, patch);
-    if (TERMINAL_STATUSES.has(entry.run.status) && entry.finishedAtMs === 0) this.markFinished(entry);
+    this.maybeFinished(entry);
     return entry.run;
   }
 
@@ -219,6 +219,7 @@ export class MemoryStore implements RunStore, EventLog, CancelBus {
       for (const wake of entry.waiters) wake();
       entry.waiters.clear();
     }
+    if (terminal) this.maybeFinished(entry);
     return id;
   }
 
@@ -275,6 +276,16 @@ export class MemoryStore implements RunStore, EventLog, CancelBus {
     clearInterval(this.sweepTimer);
   }
 
+  /**
+   * A run becomes retention's to evict once its status is final AND its log is complete (its
+   * terminal event written, or no log at all). The Runner writes the status first and the terminal
+   * event a moment later; evicting in between would cut that event off from readers following it.
+   */
+  private maybeFinished(entry: Entry): void {
+    if (entry.finishedAtMs !== 0 || !TERMINAL_STATUSES.has(entry.run.status)) return;
+    if (entry.terminal || entry.count === 0) this.markFinished(entry);
+  }
+
   private markFinished(entry: Entry): void {
     entry.finishedAtMs = this.now();
     this.finished.push(entry.run.id);
@@ -286,6 +297,11 @@ export class MemoryStore implements RunStore, EventLog, CancelBus {
 
   private evict(entry: Entry): void {
     this.entries.delete(entry.run.id);
+    // Readers parked on it (possible only for a log without its terminal event) end instead of hanging.
+    if (entry.waiters !== undefined && entry.waiters.size > 0) {
+      for (const wake of entry.waiters) wake();
+      entry.waiters.clear();
+    }
     const index = this.users.get(entry.run.user_id);
     if (!index) return;
     index.live--;
