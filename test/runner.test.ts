@@ -322,6 +322,16 @@ describe('Runner cancellation and timeouts', () => {
     expect(app.runtime.sessions.stats().inFlight).toBe(0);
   });
 
+  it('a run_timeout_ms beyond the timer range does not time runs out at once', async () => {
+    const app = await appWith(
+      { pause: async () => new Promise((resolve) => setTimeout(() => resolve('done'), 20)) },
+      { run_timeout_ms: 2 ** 31 + 1000 },
+    );
+    const run = await (await start(app, 'pause')).done;
+    expect(run).toMatchObject({ status: 'succeeded', output: 'done' });
+    await finishedLog(app, run);
+  });
+
   it('the run timeout cannot be raised above run_timeout_ms', async () => {
     const app = await appWith({ block: async (_i, ctx) => untilAborted(ctx.signal) }, { run_timeout_ms: 30 });
     const run = await (await start(app, 'block', 'x', { timeoutMs: 600_000 })).done;

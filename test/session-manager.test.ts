@@ -227,6 +227,21 @@ describe('SessionManager: the queue', () => {
     (fresh as Permit).release();
   });
 
+  it('a queue_timeout_ms beyond the timer range does not time waiters out at once', async () => {
+    // 2^31 ms does not fit setTimeout: unclamped, it fires after 1 ms.
+    const mgr = manager({ maxConcurrency: 1, queueTimeoutMs: 2 ** 31 + 1000 });
+    const holder = mgr.admit('a', never) as Permit;
+    let settled = false;
+    const waiter = (mgr.admit('b', never) as Promise<Permit>).finally(() => (settled = true));
+    // Nothing to await for "did not happen": give an overflowed timer ample time to fire.
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(settled).toBe(false);
+    expect(mgr.stats().waiting).toBe(1);
+    holder.release();
+    (await waiter).release();
+    expect(mgr.stats()).toMatchObject({ inFlight: 0, waiting: 0 });
+  });
+
   it('a waiter whose signal aborts leaves the queue, the next waiter gets the permit, no permit leaks', async () => {
     const mgr = manager({ maxConcurrency: 1 });
     const holder = mgr.admit('h', never) as Permit;

@@ -9,7 +9,7 @@ import { TERMINAL_STATUSES, type CancelReason, type Run, type RunError } from '.
 import type { Workflow } from '../workflows/workflow.js';
 import { withRunContext } from './run-context.js';
 import { RunAbortedError, Session } from './session.js';
-import { SHUTDOWN_RETRY_AFTER_S, type Permit, type SessionManager } from './session-manager.js';
+import { MAX_TIMER_MS, SHUTDOWN_RETRY_AFTER_S, type Permit, type SessionManager } from './session-manager.js';
 
 export interface RunnerOptions {
   store: RunStore;
@@ -149,7 +149,7 @@ export class Runner {
     const all = () => Promise.allSettled([...this.active.values()].map((s) => s.done));
     if (this.active.size > 0 && graceMs > 0) {
       let timer: NodeJS.Timeout | undefined;
-      await Promise.race([all(), new Promise((resolve) => (timer = setTimeout(resolve, graceMs)))]);
+      await Promise.race([all(), new Promise((resolve) => (timer = setTimeout(resolve, Math.min(graceMs, MAX_TIMER_MS))))]);
       clearTimeout(timer);
     }
     // Runs whose creation was in flight when the drain began are in `active` (aborted) once written.
@@ -169,7 +169,7 @@ export class Runner {
       const started = await this.options.store.update(s.run_id, { status: 'running', started_at: isoNow() }, ['queued']);
       if (!started) return await this.current(s);
       s.emit('run.started', {});
-      timer = setTimeout(() => s.abort('timeout'), timeoutMs);
+      timer = setTimeout(() => s.abort('timeout'), Math.min(timeoutMs, MAX_TIMER_MS));
       rootStep = s.startWorkflowStep(s.run.input);
       const output = await raceAbort(
         s,

@@ -35,6 +35,8 @@ interface UserSlot {
 const QUEUE_FULL_RETRY_AFTER_S = 1;
 const QUEUE_TIMEOUT_RETRY_AFTER_S = 2;
 export const SHUTDOWN_RETRY_AFTER_S = 5;
+/** setTimeout's largest delay; a longer one overflows and fires after 1 ms. */
+export const MAX_TIMER_MS = 2_147_483_647;
 
 /**
  * Process-wide admission control: a semaphore of `maxConcurrency` permits, a bounded wait queue with
@@ -126,7 +128,7 @@ export class SessionManager {
               retryAfterS: QUEUE_TIMEOUT_RETRY_AFTER_S,
             }),
           ),
-        this.options.queueTimeoutMs,
+        Math.min(this.options.queueTimeoutMs, MAX_TIMER_MS),
       );
       onAbort = () => reject(signal.reason);
       if (signal.aborted) onAbort();
