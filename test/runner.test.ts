@@ -178,6 +178,22 @@ describe('Runner lifecycle', () => {
     await finishedLog(app, run);
   });
 
+  it('a workflow whose output cannot be serialized ends failed/internal with one terminal event', async () => {
+    const circular: Record<string, unknown> = { a: 1 };
+    circular.self = circular;
+    const app = await appWith({
+      bigint: async () => ({ n: 10n }),
+      circular: async () => circular,
+    });
+    for (const wf of ['bigint', 'circular']) {
+      const run = await (await start(app, wf)).done;
+      expect(run).toMatchObject({ status: 'failed', output: null, error: { code: 'internal' } });
+      const { terminal } = await finishedLog(app, run);
+      expect(terminal.type).toBe('run.failed');
+    }
+    expect(app.runtime.sessions.stats().inFlight).toBe(0);
+  });
+
   it('a workflow that throws a RunwayError keeps its code and message', async () => {
     const app = await appWith({
       upstream: async () => {
@@ -629,7 +645,15 @@ describe('Event log cap', () => {
       expect(terminal.data.error).toEqual(run.error);
     }
     expect(app.runtime.sessions.stats().inFlight).toBe(0);
-    // A run within the cap is unaffected.
-    expect((await (await start(app, 'echo', 'a b')).done).status).toBe('succeeded');
+    // The boundary: echo of one word records exactly 8 events (7 + the terminal one) and succeeds;
+    // one word more needs a 9th and fails, rather than succeeding with its WORKFLOW_END step missing.
+    const fits = await (await start(app, 'echo', 'a')).done;
+    expect(fits.status).toBe('succeeded');
+    expect((await finishedLog(app, fits)).events).toHaveLength(8);
+    const over = await (await start(app, 'echo', 'a b')).done;
+    expect(over).toMatchObject({ status: 'failed', error: { code: 'internal' } });
+    const { events } = await finishedLog(app, over);
+    expect(events).toHaveLength(8);
+    expect(events.filter((e) => e.type === 'step').map((e) => e.data.kind)).toEqual(['WORKFLOW_START', 'FUNCTION_START', 'FUNCTION_END']);
   });
 });

@@ -175,8 +175,10 @@ export class Runner {
         s,
         withRunContext(s, () => workflow.run(s.run.input, s)),
       );
-      if (s.appendError !== undefined) throw s.appendError;
       rootStep.end({ output });
+      // Checked after the WORKFLOW_END step, which carries the output: an output that cannot be
+      // stored (a full log, or not serializable) fails the run here, before its status is final.
+      if (s.appendError !== undefined) throw s.appendError;
       return await this.finish(s, 'succeeded', { output, usage: s.usage }, 'run.succeeded', { output, usage: s.usage });
     } catch (err) {
       const error = this.classify(s, err);
