@@ -11,6 +11,12 @@ export interface RunRoutesOptions {
   sseKeepaliveMs: number;
 }
 
+/**
+ * On close, after the runtime has drained (every run has its terminal event), how long open
+ * streams may take to deliver their last events before readers that stopped reading are cut.
+ */
+const STREAM_FLUSH_ON_CLOSE_MS = 1000;
+
 /** Headers a hijacked (SSE) response must carry by hand: what hooks set on the reply so far. */
 function replyHeaders(reply: FastifyReply): Record<string, string | number | string[]> {
   const out: Record<string, string | number | string[]> = {};
@@ -54,12 +60,25 @@ function blockingOutcome(run: Run, session: Session): Run {
 export async function runRoutes(app: FastifyInstance, options: RunRoutesOptions): Promise<void> {
   const r = app.withTypeProvider<ZodTypeProvider>();
   const { runtime } = app;
+  const openStreams = new Set<SseStream>();
+
+  // Runs as a child-context preClose hook, so after the runtime's own (which drains the runs).
+  app.addHook('preClose', async () => {
+    const deadline = Date.now() + STREAM_FLUSH_ON_CLOSE_MS;
+    while (openStreams.size > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+    for (const sse of openStreams) sse.destroy();
+  });
 
   /** Replays then follows a run's events as SSE on this response; resolves when the stream ends. */
   async function streamEvents(reply: FastifyReply, run: Run, after: number, onClientGone?: () => void): Promise<void> {
     reply.hijack();
     const sse = new SseStream(reply.raw, replyHeaders(reply), options.sseKeepaliveMs);
-    if (onClientGone) reply.raw.once('close', onClientGone);
+    openStreams.add(sse);
+    if (onClientGone) {
+      reply.raw.once('close', onClientGone);
+      // The client may have left before the listener was attached.
+      if (reply.raw.destroyed) onClientGone();
+    }
     try {
       for await (const ev of runtime.events(run, after, sse.signal)) {
         const ok = await sse.write(sseFrame({ id: ev.id, event: ev.type, data: ev.json }));
@@ -68,6 +87,7 @@ export async function runRoutes(app: FastifyInstance, options: RunRoutesOptions)
     } catch (err) {
       reply.log.error({ err, run_id: run.id }, 'event stream failed');
     } finally {
+      openStreams.delete(sse);
       sse.end();
     }
   }
@@ -110,6 +130,8 @@ export async function runRoutes(app: FastifyInstance, options: RunRoutesOptions)
       }
 
       reply.raw.once('close', onClientGone);
+      // A client that left while the run was being created (its 'close' already fired) is gone too.
+      if (reply.raw.destroyed) onClientGone();
       const finished = await session.done;
       reply.raw.off('close', onClientGone);
       return reply.send(blockingOutcome(finished, session));

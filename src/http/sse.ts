@@ -37,7 +37,7 @@ export const SSE_HEADERS = {
  */
 export class SseStream {
   private readonly controller = new AbortController();
-  private readonly keepalive: NodeJS.Timeout;
+  private readonly keepalive: NodeJS.Timeout | undefined;
   private wroteSinceTick = false;
   private waitingForDrain = false;
 
@@ -47,6 +47,11 @@ export class SseStream {
     keepaliveMs: number,
   ) {
     res.once('close', () => this.onClose());
+    // The client left before the stream began (its 'close' has already fired): nothing to stream.
+    if (res.destroyed) {
+      this.controller.abort();
+      return;
+    }
     res.writeHead(200, { ...headers, ...SSE_HEADERS });
     // Send the headers now so clients see the stream open before the first event.
     res.flushHeaders();
@@ -86,6 +91,12 @@ export class SseStream {
 
   end(): void {
     if (!this.res.writableEnded) this.res.end();
+    this.onClose();
+  }
+
+  /** Cuts the connection (a reader that stopped reading must not hold a closing server open). */
+  destroy(): void {
+    this.res.destroy();
     this.onClose();
   }
 
