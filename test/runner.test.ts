@@ -319,6 +319,28 @@ describe('Runner cancellation and timeouts', () => {
     expect(app.runtime.sessions.stats().inFlight).toBe(0);
   });
 
+  it('a queued run whose client leaves gives up its place in the queue', async () => {
+    const gate = deferred();
+    const app = await appWith(
+      { gated: async (_i, ctx) => Promise.race([gate.promise, untilAborted(ctx.signal)]) },
+      { max_concurrency: 1 },
+    );
+    const blocker = await start(app, 'gated');
+    const leaving = await start(app, 'echo', 'never');
+    const next = await start(app, 'echo', 'next in line');
+    expect(app.runtime.sessions.stats()).toMatchObject({ inFlight: 1, waiting: 2 });
+    app.runtime.runner.abortLocal(leaving.run_id, 'client_disconnected');
+    const gone = await leaving.done;
+    expect(gone).toMatchObject({ status: 'cancelled', started_at: null });
+    expect((await finishedLog(app, gone)).terminal.data).toEqual({ reason: 'client_disconnected' });
+    expect(app.runtime.sessions.stats()).toMatchObject({ inFlight: 1, waiting: 1 });
+    gate.resolve();
+    expect((await next.done).status).toBe('succeeded');
+    await blocker.done;
+    await tick();
+    expect(app.runtime.sessions.stats()).toMatchObject({ inFlight: 0, waiting: 0 });
+  });
+
   it('run timeout: a run past timeout_ms ends failed/run_timeout, whether or not the workflow honours its signal', async () => {
     let signalFired = false;
     const app = await appWith({

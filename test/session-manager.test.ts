@@ -9,6 +9,11 @@ function manager(options: Partial<AdmissionOptions> = {}): SessionManager {
 
 const never = (): AbortSignal => new AbortController().signal;
 
+/** Per-user bookkeeping the manager still holds (white-box: a slot left behind is a memory leak). */
+function userSlots(mgr: SessionManager): number {
+  return (mgr as unknown as { users: Map<string, unknown> }).users.size;
+}
+
 /** Expects `fn` to throw a RunwayError synchronously and returns it. */
 function syncError(fn: () => unknown): RunwayError {
   let thrown: unknown;
@@ -103,6 +108,7 @@ describe('SessionManager: the cap', () => {
     expect(max).toBe(cap);
     expect(mgr.stats()).toEqual({ inFlight: 0, waiting: 0, highWater: cap });
     expect(mgr.perUserInFlight().size).toBe(0);
+    expect(userSlots(mgr)).toBe(0);
   });
 
   it('max_concurrency 0 means unlimited: every admission is immediate, no signal is ever asked for', () => {
@@ -194,6 +200,7 @@ describe('SessionManager: the queue', () => {
     await tick();
     expect(mgr.stats()).toMatchObject({ inFlight: 0, waiting: 0 });
     expect(mgr.perUserInFlight().size).toBe(0);
+    expect(userSlots(mgr)).toBe(0);
     const fresh = mgr.admit('a', never);
     expect(fresh).not.toBeInstanceOf(Promise);
     (fresh as Permit).release();
@@ -317,6 +324,7 @@ describe('SessionManager: the queue', () => {
     expect(mgr.stats()).toMatchObject({ inFlight: 0, waiting: 0 });
     expect(mgr.stats().highWater).toBeLessThanOrEqual(cap);
     expect(mgr.perUserInFlight().size).toBe(0);
+    expect(userSlots(mgr)).toBe(0);
     // All `cap` permits are free again.
     const fresh = Array.from({ length: cap }, (_, i) => mgr.admit(`fresh${i}`, never));
     for (const p of fresh) expect(p).not.toBeInstanceOf(Promise);
@@ -355,6 +363,7 @@ describe('SessionManager: per-user cap', () => {
     for (const p of [a2 as Permit, a3Permit, ...(bobs as Permit[])]) p.release();
     expect(mgr.stats()).toMatchObject({ inFlight: 0, waiting: 0 });
     expect(mgr.perUserInFlight().size).toBe(0);
+    expect(userSlots(mgr)).toBe(0);
   });
 
   it('a waiter that holds its user slot and leaves while waiting for a global permit gives the user slot back', async () => {
@@ -378,6 +387,7 @@ describe('SessionManager: per-user cap', () => {
     await tick();
     expect(mgr.stats()).toMatchObject({ inFlight: 0, waiting: 0 });
     expect(mgr.perUserInFlight().size).toBe(0);
+    expect(userSlots(mgr)).toBe(0);
   });
 
   it('a per-user waiter times out with queue_timeout while other users proceed', async () => {
