@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import { validatorCompiler } from 'fastify-type-provider-zod';
+import { conversationRoutes } from '../routes/conversations.js';
 import { healthRoutes } from '../routes/health.js';
 import { runRoutes } from '../routes/runs.js';
 import { RunJson } from '../routes/schemas.js';
@@ -70,5 +71,6 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<FastifyIn
   await app.register(healthRoutes);
   await app.register(workflowRoutes);
   await app.register(runRoutes, { sseKeepaliveMs: config.runtime.sse_keepalive_ms });
+  await app.register(conversationRoutes);
   return app;
 }

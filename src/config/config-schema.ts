@@ -11,6 +11,9 @@ const int = (min: number, max = Number.MAX_SAFE_INTEGER) =>
     z.number().int().min(min).max(max),
   );
 
+/** The same integer rule for config sections validated elsewhere (LLM providers, tool and workflow types). */
+export { int as intSetting };
+
 export const ServerConfigSchema = z
   .object({
     port: int(0, 65535).default(8080),
@@ -45,6 +48,20 @@ export const RuntimeConfigSchema = z
   })
   .strict();
 
+/** Bounds on the conversations kept for `conversation_id` runs (DESIGN §3: keyed by user and id). */
+export const ConversationsConfigSchema = z
+  .object({
+    /** Messages kept per conversation; the oldest are dropped first. */
+    max_messages: int(2, 100_000).default(200),
+    /** Characters (all message contents together) kept per conversation; the oldest messages are dropped first. */
+    max_chars: int(1000).default(200_000),
+    /** A conversation not written to for this long is forgotten. */
+    ttl_s: int(1).default(7 * 24 * 3600),
+    /** Conversations kept at most (all users together); the least recently written go first. */
+    max_conversations: int(1).default(10_000),
+  })
+  .strict();
+
 /** One workflow entry: `type` picks the workflow type; the rest is validated by that type. */
 const WorkflowEntrySchema = z.object({ type: z.string().min(1) }).passthrough();
 const LlmEntrySchema = z.object({ provider: z.string().min(1) }).passthrough();
@@ -61,6 +78,7 @@ export const RunwayConfigSchema = z
       .string()
       .refine((s) => s === 'memory' || /^rediss?:\/\//.test(s), 'must be "memory" or a redis:// URL')
       .default('memory'),
+    conversations: ConversationsConfigSchema.default(ConversationsConfigSchema.parse({})),
     llms: z.record(z.string(), LlmEntrySchema).default({}),
     tools: z.record(z.string(), ToolEntrySchema).default({}),
     workflows: z.record(z.string(), WorkflowEntrySchema).default({}),
@@ -70,6 +88,7 @@ export const RunwayConfigSchema = z
 export type RunwayConfig = z.output<typeof RunwayConfigSchema>;
 export type RuntimeConfig = RunwayConfig['runtime'];
 export type ServerConfig = RunwayConfig['server'];
+export type ConversationsConfig = RunwayConfig['conversations'];
 
 /** Environment variables of DESIGN §5 and the config key each one overrides. */
 export const ENV_OVERRIDES: ReadonlyArray<readonly [env: string, path: readonly string[]]> = [

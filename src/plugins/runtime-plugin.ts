@@ -4,6 +4,8 @@ import { ConfigError } from '../config/load-config.js';
 import { Runner } from '../runtime/runner.js';
 import { Runtime } from '../runtime/runtime.js';
 import { SessionManager } from '../runtime/session-manager.js';
+import { UnavailableChatModel } from '../llm/unavailable-chat-model.js';
+import { MemoryConversationStore } from '../store/memory-conversation-store.js';
 import { MemoryStore } from '../store/memory-store.js';
 import { buildWorkflows, type BuilderRegistry } from '../workflows/builder.js';
 
@@ -20,7 +22,8 @@ export interface RuntimePluginOptions {
 }
 
 /**
- * Builds the store, the SessionManager, the Runner and the workflows from the config. Closing the
+ * Builds the stores (runs, conversations), the SessionManager, the Runner, and the models, tools
+ * and workflows from the config. Closing the
  * app drains it first: new runs are refused, running ones get `shutdown_grace_ms`, then are cancelled.
  */
 export const runtimePlugin = fp<RuntimePluginOptions>(
@@ -29,7 +32,16 @@ export const runtimePlugin = fp<RuntimePluginOptions>(
     if (config.store !== 'memory') {
       throw new ConfigError(`Invalid configuration:\n  store: "${config.store}" is not available in this version yet; use "memory"`);
     }
-    const { workflows, defaultWorkflow } = buildWorkflows(config, registry);
+    const { workflows, defaultWorkflow, llms } = buildWorkflows(config, registry);
+    for (const model of llms.values()) {
+      if (model instanceof UnavailableChatModel) app.log.warn({ llm: model.name }, model.reason);
+    }
+    const conversations = new MemoryConversationStore({
+      maxMessages: config.conversations.max_messages,
+      maxChars: config.conversations.max_chars,
+      ttlS: config.conversations.ttl_s,
+      maxConversations: config.conversations.max_conversations,
+    });
     const store = new MemoryStore({ runTtlS: rt.run_ttl_s, maxRuns: rt.max_runs, maxEventsPerRun: rt.max_events_per_run });
     const sessions = new SessionManager({
       maxConcurrency: rt.max_concurrency,
@@ -38,7 +50,7 @@ export const runtimePlugin = fp<RuntimePluginOptions>(
       perUserMaxConcurrency: rt.per_user_max_concurrency,
     });
     const runner = new Runner({ store, events: store, cancels: store, sessions, log: app.log, runTimeoutMs: rt.run_timeout_ms });
-    const runtime = new Runtime({ workflows, defaultWorkflow, runner, sessions, store, events: store });
+    const runtime = new Runtime({ workflows, defaultWorkflow, runner, sessions, store, events: store, conversations });
     app.decorate('runtime', runtime);
 
     app.addHook('preClose', async () => {
@@ -46,6 +58,9 @@ export const runtimePlugin = fp<RuntimePluginOptions>(
     });
     app.addHook('onClose', async () => {
       store.close();
+      conversations.close();
+      // After the drain: no run is using a model any more.
+      await Promise.allSettled([...llms.values()].map((model) => model.close()));
     });
   },
   { name: 'runway-runtime', fastify: '5.x' },

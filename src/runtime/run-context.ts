@@ -2,6 +2,7 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import type { Logger } from './logger.js';
 import type { Usage } from '../store/run.js';
 import type { StepHandle, StepKind } from './step.js';
+import type { RunConversation } from './run-conversation.js';
 
 export interface StartStepOptions {
   /** Defaults to the run's WORKFLOW step. */
@@ -38,6 +39,8 @@ export interface RunContext {
   startStep(kind: StepKind, name: string, options?: StartStepOptions): StepHandle;
   /** Adds to the run's usage totals (sums every LLM call). */
   addUsage(usage: Partial<Usage>): void;
+  /** The caller's conversation when the run has a `conversation_id` (and the store keeps them). */
+  readonly conversation?: RunConversation | undefined;
 }
 
 const storage = new AsyncLocalStorage<RunContext>();

@@ -1,11 +1,13 @@
 import type { Logger } from './logger.js';
 import { RunwayError, type FieldError } from '../errors.js';
+import type { Conversation, ConversationStore } from '../store/conversation-store.js';
 import type { EventLog, StoredEvent } from '../store/event-log.js';
 import type { RunListQuery, RunPage, RunStore } from '../store/run-store.js';
 import type { Run } from '../store/run.js';
 import type { Workflow } from '../workflows/workflow.js';
 import type { Runner } from './runner.js';
-import type { Session } from './session.js';
+import { ConversationHandle } from './run-conversation.js';
+import { Session } from './session.js';
 import type { SessionManager } from './session-manager.js';
 
 export interface CreateRunRequest {
@@ -26,6 +28,8 @@ export interface RuntimeParts {
   sessions: SessionManager;
   store: RunStore;
   events: EventLog;
+  /** Conversations of `conversation_id` runs; without it such runs get no history. */
+  conversations?: ConversationStore;
 }
 
 /**
@@ -79,8 +83,12 @@ export class Runtime {
       }));
       throw new RunwayError('invalid_request', `The input does not fit workflow "${name}"`, { errors });
     }
+    const conversations = this.parts.conversations;
     return this.parts.runner.start({
-      workflow,
+      workflow:
+        req.conversationId !== undefined && conversations !== undefined
+          ? withConversation(workflow, new ConversationHandle(conversations, req.userId, req.conversationId))
+          : workflow,
       input: parsed.data,
       userId: req.userId,
       requestId: req.requestId,
@@ -106,6 +114,19 @@ export class Runtime {
     return this.parts.runner.cancel(await this.getRun(id, userId));
   }
 
+  /** The caller's conversation; another user's (or an unknown one) is `not_found`. */
+  async getConversation(id: string, userId: string): Promise<Conversation> {
+    const conv = await this.parts.conversations?.get(userId, id);
+    if (!conv) throw new RunwayError('not_found', `Conversation ${id} does not exist`);
+    return conv;
+  }
+
+  /** Forgets the caller's conversation; `not_found` when there is none. */
+  async deleteConversation(id: string, userId: string): Promise<void> {
+    const deleted = (await this.parts.conversations?.delete(userId, id)) ?? false;
+    if (!deleted) throw new RunwayError('not_found', `Conversation ${id} does not exist`);
+  }
+
   /** Replays events after `afterId`, then follows until the terminal event or the signal. */
   events(run: Run, afterId: number, signal: AbortSignal): AsyncIterable<StoredEvent> {
     return this.parts.events.read(run.id, afterId, { signal });
@@ -119,4 +140,26 @@ export class Runtime {
   get isDraining(): boolean {
     return this.parts.runner.isDraining;
   }
+}
+
+/**
+ * The workflow as a conversation run executes it: the handle is on the context before the workflow
+ * starts, and what the workflow staged is written only once it returned (a failed or cancelled
+ * run adds nothing). Runs without a conversation never pay for this wrapper.
+ */
+function withConversation(workflow: Workflow, handle: ConversationHandle): Workflow {
+  return {
+    name: workflow.name,
+    type: workflow.type,
+    description: workflow.description,
+    inputSchema: workflow.inputSchema,
+    async run(input, ctx) {
+      if (ctx instanceof Session) ctx.conversation = handle;
+      const output = await workflow.run(input, ctx);
+      // A workflow that ignored its abort and returned after the run ended must not write.
+      const ended = ctx instanceof Session ? ctx.aborted || ctx.finished : ctx.signal.aborted;
+      if (!ended) await handle.commit(ctx.run_id);
+      return output;
+    },
+  };
 }

@@ -2,6 +2,7 @@ import { levelEnabled, type Logger } from './logger.js';
 import type { EventLog, RunEventType } from '../store/event-log.js';
 import type { CancelReason, Run, Usage } from '../store/run.js';
 import type { RunContext, StartStepOptions } from './run-context.js';
+import type { RunConversation } from './run-conversation.js';
 import type { StepEnd, StepEventData, StepHandle, StepKind } from './step.js';
 
 /** Why a run's signal fired. */
@@ -30,6 +31,8 @@ export class Session implements RunContext {
   /** The first event that could not be appended; the run fails with it. */
   appendError: unknown;
   finished = false;
+  /** Set for runs with a `conversation_id` before the workflow starts (see Runtime.createRun). */
+  conversation: RunConversation | undefined = undefined;
 
   private controller: AbortController | undefined;
   private abortListeners: Array<(cause: AbortCause) => void> | undefined;

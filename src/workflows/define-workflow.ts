@@ -1,11 +1,12 @@
 import type { z } from 'zod';
+import type { ChatModel } from '../llm/chat-model.js';
 import type { Tool } from './define-tool.js';
 import type { Workflow } from './workflow.js';
 
 /** What a workflow type's `create` may use: the already-built models and tools, by config name. */
 export interface WorkflowDeps {
   /** Resolves a config `llms` entry; throws naming the key when it does not exist. */
-  llm(name: string): unknown;
+  llm(name: string): ChatModel;
   /** Resolves a config `tools` entry; throws naming the key when it does not exist. */
   tool(name: string): Tool;
 }
