@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { RunwayError } from '../src/errors.js';
@@ -60,20 +61,31 @@ function blockingOutcome(run: Run, session: Session): Run {
 export async function runRoutes(app: FastifyInstance, options: RunRoutesOptions): Promise<void> {
   const r = app.withTypeProvider<ZodTypeProvider>();
   const { runtime } = app;
-  const openStreams = new Set<SseStream>();
+  /** Open streams and the promise each settles when it ends. */
+  const openStreams = new Map<SseStream, Promise<void>>();
 
   // Runs as a child-context preClose hook, so after the runtime's own (which drains the runs).
   app.addHook('preClose', async () => {
-    const deadline = Date.now() + STREAM_FLUSH_ON_CLOSE_MS;
-    while (openStreams.size > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
-    for (const sse of openStreams) sse.destroy();
+    if (openStreams.size === 0) return;
+    const flushed = new AbortController();
+    await Promise.race([
+      Promise.allSettled(openStreams.values()),
+      sleep(STREAM_FLUSH_ON_CLOSE_MS, undefined, { signal: flushed.signal }).catch(() => {}),
+    ]);
+    flushed.abort();
+    for (const sse of openStreams.keys()) sse.destroy();
   });
 
   /** Replays then follows a run's events as SSE on this response; resolves when the stream ends. */
-  async function streamEvents(reply: FastifyReply, run: Run, after: number, onClientGone?: () => void): Promise<void> {
+  function streamEvents(reply: FastifyReply, run: Run, after: number, onClientGone?: () => void): Promise<void> {
     reply.hijack();
     const sse = new SseStream(reply.raw, replyHeaders(reply), options.sseKeepaliveMs);
-    openStreams.add(sse);
+    const ended = pipeEvents(reply, sse, run, after, onClientGone);
+    openStreams.set(sse, ended);
+    return ended;
+  }
+
+  async function pipeEvents(reply: FastifyReply, sse: SseStream, run: Run, after: number, onClientGone?: () => void): Promise<void> {
     if (onClientGone) {
       reply.raw.once('close', onClientGone);
       // The client may have left before the listener was attached.
