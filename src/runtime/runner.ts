@@ -168,7 +168,7 @@ export class Runner {
       if (s.aborted) throw new RunAbortedError(s.abortCause!);
       const started = await this.options.store.update(s.run_id, { status: 'running', started_at: isoNow() }, ['queued']);
       if (!started) return await this.current(s);
-      s.emit('run.started', {});
+      s.emit('run.started', undefined);
       timer = setTimeout(() => s.abort('timeout'), Math.min(timeoutMs, MAX_TIMER_MS));
       rootStep = s.startWorkflowStep(s.run.input);
       const output = await raceAbort(

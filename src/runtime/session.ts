@@ -101,18 +101,18 @@ export class Session implements RunContext {
    * Appends an event; ids are assigned in call order, so callers need not await. Events a workflow
    * emits after the run finished (a tool that ignored its abort) are dropped.
    */
-  emit(type: RunEventType, data: unknown): void {
+  emit(type: RunEventType, data: unknown, dataJson?: string): void {
     if (this.finished) return;
     if (this.events.appendNow) {
       // The embedded store appends synchronously: no promise per event.
       try {
-        this.events.appendNow(this.run.id, type, data);
+        this.events.appendNow(this.run.id, type, data, dataJson);
       } catch (err) {
         this.onAppendError(err);
       }
       return;
     }
-    this.events.append(this.run.id, type, data).then(undefined, this.onAppendError);
+    this.events.append(this.run.id, type, data, dataJson).then(undefined, (err: unknown) => this.onAppendError(err));
   }
 
   /** Appends the one terminal event; nothing is recorded after it. */
@@ -121,17 +121,18 @@ export class Session implements RunContext {
     return this.events.append(this.run.id, type, data);
   }
 
-  private readonly onAppendError = (err: unknown): void => {
+  private onAppendError(err: unknown): void {
     if (this.appendError !== undefined) return;
     this.appendError = err;
     this.abort('event_log_full');
-  };
+  }
 
   // ---- RunContext ----
 
   token(delta: string, stepId: string): void {
     if (this.abortCause) return;
-    this.emit('token', { delta, step_id: stepId });
+    // The commonest event by far: its data JSON is written directly, without an object to stringify.
+    this.emit('token', undefined, `{"delta":${JSON.stringify(delta)},"step_id":${JSON.stringify(stepId)}}`);
   }
 
   startStep(kind: StepKind, name: string, options: StartStepOptions = {}): StepHandle {

@@ -35,13 +35,16 @@ export interface ReadOptions {
  *   for await (const ev of log.read(runId, 0, { signal })) write(ev)   // replays, then follows to the end
  */
 export interface EventLog {
-  /** Appends one event; resolves to its id (1, 2, 3… per run, no gaps). */
-  append(runId: string, type: RunEventType, data: unknown): Promise<number>;
+  /**
+   * Appends one event; resolves to its id (1, 2, 3… per run, no gaps), assigned in call order.
+   * `dataJson`, when given, is `data` already serialized (a hot-path shortcut) and is used verbatim.
+   */
+  append(runId: string, type: RunEventType, data: unknown, dataJson?: string): Promise<number>;
   /**
    * Optional synchronous `append` for stores that can (the memory store): same contract, returns
    * the id or throws. Saves a promise per event on the hot path.
    */
-  appendNow?(runId: string, type: RunEventType, data: unknown): number;
+  appendNow?(runId: string, type: RunEventType, data: unknown, dataJson?: string): number;
   /**
    * Yields every event with id > afterId, then (unless `follow: false`) waits for new ones until the
    * terminal event has been yielded or the signal aborts. Ends at once for an unknown run.

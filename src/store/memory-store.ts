@@ -189,15 +189,15 @@ export class MemoryStore implements RunStore, EventLog, CancelBus {
 
   // ---- EventLog ----
 
-  append(runId: string, type: RunEventType, data: unknown): Promise<number> {
+  append(runId: string, type: RunEventType, data: unknown, dataJson?: string): Promise<number> {
     try {
-      return Promise.resolve(this.appendNow(runId, type, data));
+      return Promise.resolve(this.appendNow(runId, type, data, dataJson));
     } catch (err) {
       return Promise.reject(err);
     }
   }
 
-  appendNow(runId: string, type: RunEventType, data: unknown): number {
+  appendNow(runId: string, type: RunEventType, data: unknown, dataJson?: string): number {
     const entry = this.entries.get(runId);
     if (!entry) throw new Error(`Run ${runId} has no event log`);
     if (entry.terminal) throw new Error(`Run ${runId} already has its terminal event`);
@@ -208,7 +208,7 @@ export class MemoryStore implements RunStore, EventLog, CancelBus {
     const id = entry.count + 1;
     entry.push(
       type,
-      `{"id":${id}${entry.jsonPrefix}${type}","time":"${isoNow()}","data":${data === undefined ? '{}' : JSON.stringify(data)}}`,
+      `{"id":${id}${entry.jsonPrefix}${type}","time":"${isoNow()}","data":${dataJson ?? (data === undefined ? '{}' : JSON.stringify(data))}}`,
     );
     entry.run.last_event_id = id;
     if (terminal) {

@@ -28,12 +28,14 @@ export const echoWorkflow = defineWorkflow({
     inputSchema: z.string().max(1_000_000).describe('Text to stream back'),
     async run(input, ctx) {
       const text = input as string;
-      const step = ctx.startStep('FUNCTION', 'echo', { input: text });
+      // The WORKFLOW step around this one already carries the input and the output: repeating
+      // them here would store the text twice more per run.
+      const step = ctx.startStep('FUNCTION', 'echo');
       for (const word of splitWords(text)) {
         if (config.token_delay_ms > 0) await sleep(config.token_delay_ms, undefined, { signal: ctx.signal });
         ctx.token(word, step.step_id);
       }
-      step.end({ output: text });
+      step.end();
       return text;
     },
   }),
