@@ -13,3 +13,15 @@ export function isoNow(): string {
   }
   return lastIso;
 }
+
+let lastAtMs = 0;
+let lastAtIso = lastIso;
+
+/** `new Date(ms).toISOString()`, remembering the last answer (events of a run share milliseconds). */
+export function isoAt(ms: number): string {
+  if (ms !== lastAtMs) {
+    lastAtMs = ms;
+    lastAtIso = new Date(ms).toISOString();
+  }
+  return lastAtIso;
+}

@@ -1,7 +1,7 @@
 import type { CancelBus, RunListQuery, RunPage, RunStore } from './run-store.js';
 import { EventLogFullError, TERMINAL_EVENT_TYPES, type EventLog, type ReadOptions, type RunEventType, type StoredEvent } from './event-log.js';
 import { TERMINAL_STATUSES, type Run, type RunStatus } from './run.js';
-import { isoNow } from './iso-clock.js';
+import { isoAt } from './iso-clock.js';
 import { RunwayError } from '../errors.js';
 
 export interface MemoryStoreOptions {
@@ -18,56 +18,60 @@ export interface MemoryStoreOptions {
 }
 
 /**
- * One run and its event log. Events are kept as their JSON text only (DESIGN §8); once the run has
- * its terminal event the texts are sealed into one flat string plus offsets, so a finished run
- * costs the collector a handful of objects instead of a few per event.
+ * One run and its event log, kept compactly (DESIGN §8: finished events as live object graphs are
+ * the largest GC cost). Per event it keeps a type code, a millisecond offset and the JSON text of
+ * its `data`; the envelope (`{"id":…,"run_id":…,"type":…,"time":…,"data":…}`) is the same for
+ * every event of the run and is put back around `data` when the event is read. Most runs are
+ * never replayed, so building envelopes at read time instead of write time saves work and halves
+ * the bytes kept. Once the run has its terminal event, the texts are sealed into one flat string.
  */
 class Entry {
-  private types: RunEventType[] | Uint8Array = [];
+  private readonly types: number[] = [];
+  /** Milliseconds since `baseMs` at which each event was written. */
+  private readonly times: number[] = [];
+  private readonly baseMs: number;
   private live: string[] | undefined = [];
   private blob = '';
-  private offsets: Uint32Array | undefined;
+  /** Where each event's data text ends in `blob` once sealed. */
+  private ends: Uint32Array | undefined;
   terminal = false;
   finishedAtMs = 0;
   /** Readers parked until the next append; created for the first one. */
   waiters: Set<() => void> | undefined;
-  /** `"run_id":"…","type":"` middle part, built once per run instead of once per event. */
-  jsonPrefix: string;
 
   constructor(
     readonly run: Run,
     readonly seq: number,
   ) {
-    this.jsonPrefix = `,"run_id":${JSON.stringify(run.id)},"type":"`;
+    this.baseMs = Date.now();
   }
 
   get count(): number {
     return this.types.length;
   }
 
-  push(type: RunEventType, json: string): void {
-    (this.types as RunEventType[]).push(type);
-    this.live!.push(json);
+  push(type: RunEventType, dataJson: string): void {
+    this.types.push(EVENT_CODES.get(type)!);
+    this.times.push(Date.now() - this.baseMs);
+    this.live!.push(dataJson);
   }
 
   type(i: number): RunEventType {
-    const t = this.types[i]!;
-    return typeof t === 'number' ? EVENT_TYPES[t]! : t;
+    return EVENT_TYPES[this.types[i]!]!;
   }
 
   json(i: number): string {
-    return this.live ? this.live[i]! : this.blob.slice(this.offsets![i]!, this.offsets![i + 1]!);
+    const data = this.live ? this.live[i]! : this.blob.slice(i === 0 ? 0 : this.ends![i - 1]!, this.ends![i]!);
+    return `{"id":${i + 1},"run_id":${JSON.stringify(this.run.id)},"type":"${this.type(i)}","time":"${isoAt(this.baseMs + this.times[i]!)}","data":${data}}`;
   }
 
   seal(): void {
     const live = this.live!;
-    const offsets = new Uint32Array(live.length + 1);
-    for (let i = 0, at = 0; i < live.length; i++) offsets[i + 1] = at += live[i]!.length;
+    const ends = new Uint32Array(live.length);
+    for (let i = 0, at = 0; i < live.length; i++) ends[i] = at += live[i]!.length;
     this.blob = live.join('');
-    this.offsets = offsets;
+    this.ends = ends;
     this.live = undefined;
-    this.types = Uint8Array.from(this.types as RunEventType[], (t) => EVENT_CODES.get(t)!);
-    this.jsonPrefix = '';
   }
 }
 
@@ -80,7 +84,7 @@ const EVENT_TYPES: readonly RunEventType[] = [
   'run.failed',
   'run.cancelled',
 ];
-const EVENT_CODES = new Map(EVENT_TYPES.map((t, i) => [t, i]));
+const EVENT_CODES = new Map<RunEventType, number>(EVENT_TYPES.map((t, i) => [t, i]));
 
 interface UserIndex {
   seqs: number[];
@@ -206,10 +210,7 @@ export class MemoryStore implements RunStore, EventLog, CancelBus {
       throw new EventLogFullError(runId, this.options.maxEventsPerRun);
     }
     const id = entry.count + 1;
-    entry.push(
-      type,
-      `{"id":${id}${entry.jsonPrefix}${type}","time":"${isoNow()}","data":${dataJson ?? (data === undefined ? '{}' : JSON.stringify(data))}}`,
-    );
+    entry.push(type, dataJson ?? (data === undefined ? '{}' : JSON.stringify(data)));
     entry.run.last_event_id = id;
     if (terminal) {
       entry.terminal = true;
