@@ -10,7 +10,10 @@ import { workflowRoutes } from '../routes/workflows.js';
 import type { RunwayConfig } from './config/config-schema.js';
 import { parseConfig } from './config/load-config.js';
 import { installErrorHandling, sendProblem, toRunwayError } from './http/error-handler.js';
+import { withRedaction } from './http/log-redaction.js';
+import { corsPlugin } from './plugins/cors-plugin.js';
 import { identityPlugin } from './plugins/identity-plugin.js';
+import { rateLimitPlugin } from './plugins/rate-limit-plugin.js';
 import { runtimePlugin } from './plugins/runtime-plugin.js';
 import type { BuilderRegistry } from './workflows/builder.js';
 
@@ -41,7 +44,8 @@ function requestId(req: IncomingMessage): string {
 export async function buildApp(options: BuildAppOptions = {}): Promise<FastifyInstance> {
   const config = parseConfig(options.config ?? {});
   const app = Fastify({
-    logger: options.logger ?? { level: config.server.log_level },
+    // API keys never reach the logs: the Authorization header is redacted wherever it is logged.
+    logger: withRedaction(options.logger ?? { level: config.server.log_level }, config.server.log_level),
     bodyLimit: config.server.body_limit_bytes,
     genReqId: requestId,
     requestIdHeader: false,
@@ -66,7 +70,10 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<FastifyIn
     done();
   });
 
-  await app.register(identityPlugin);
+  // CORS first: preflights (no Authorization) are answered before the identity hook checks keys.
+  await app.register(corsPlugin, { origins: config.cors.origins });
+  await app.register(identityPlugin, { apiKeys: config.auth.api_keys });
+  await app.register(rateLimitPlugin, { max: config.rate_limit.max, windowMs: config.rate_limit.window_ms });
   await app.register(runtimePlugin, { config, ...(options.registry && { registry: options.registry }) });
   await app.register(healthRoutes);
   await app.register(workflowRoutes);

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { ApiKeysSchema, CorsOriginsSchema } from './access-schema.js';
 
 /**
  * An integer setting. Strings of digits (YAML interpolation, env) become numbers; anything else
@@ -62,6 +63,21 @@ export const ConversationsConfigSchema = z
   })
   .strict();
 
+/** API keys (`RUNWAY_API_KEYS`, `RUNWAY_API_KEYS_FILE`): with at least one, every non-public route needs a key. */
+export const AuthConfigSchema = z.object({ api_keys: ApiKeysSchema.default([]) }).strict();
+
+/** Requests per user and window (`RUNWAY_RATE_LIMIT_*`); health, metrics and docs are not counted. */
+export const RateLimitConfigSchema = z
+  .object({
+    /** Requests one user may make per window; 0 = no limit. */
+    max: int(0).default(0),
+    window_ms: int(1, 24 * 3600 * 1000).default(60_000),
+  })
+  .strict();
+
+/** Browser origins allowed to call the API (`RUNWAY_CORS_ORIGINS`); empty = CORS off. */
+export const CorsConfigSchema = z.object({ origins: CorsOriginsSchema.default([]) }).strict();
+
 /** One workflow entry: `type` picks the workflow type; the rest is validated by that type. */
 const WorkflowEntrySchema = z.object({ type: z.string().min(1) }).passthrough();
 const LlmEntrySchema = z.object({ provider: z.string().min(1) }).passthrough();
@@ -79,6 +95,9 @@ export const RunwayConfigSchema = z
       .refine((s) => s === 'memory' || /^rediss?:\/\//.test(s), 'must be "memory" or a redis:// URL')
       .default('memory'),
     conversations: ConversationsConfigSchema.default(ConversationsConfigSchema.parse({})),
+    auth: AuthConfigSchema.default({ api_keys: [] }),
+    rate_limit: RateLimitConfigSchema.default(RateLimitConfigSchema.parse({})),
+    cors: CorsConfigSchema.default({ origins: [] }),
     llms: z.record(z.string(), LlmEntrySchema).default({}),
     tools: z.record(z.string(), ToolEntrySchema).default({}),
     workflows: z.record(z.string(), WorkflowEntrySchema).default({}),
@@ -108,4 +127,8 @@ export const ENV_OVERRIDES: ReadonlyArray<readonly [env: string, path: readonly 
   ['RUNWAY_SHUTDOWN_GRACE_MS', ['runtime', 'shutdown_grace_ms']],
   ['RUNWAY_SSE_KEEPALIVE_MS', ['runtime', 'sse_keepalive_ms']],
   ['RUNWAY_STORE', ['store']],
+  ['RUNWAY_API_KEYS', ['auth', 'api_keys']],
+  ['RUNWAY_RATE_LIMIT_MAX', ['rate_limit', 'max']],
+  ['RUNWAY_RATE_LIMIT_WINDOW_MS', ['rate_limit', 'window_ms']],
+  ['RUNWAY_CORS_ORIGINS', ['cors', 'origins']],
 ];

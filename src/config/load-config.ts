@@ -118,18 +118,37 @@ export function loadConfig(env: Env = process.env): RunwayConfig {
     }
     raw = (interpolateEnv(doc ?? {}, env) as Record<string, unknown>) ?? {};
   }
-  if (env.RUNWAY_API_KEYS) {
-    // Refusing beats silently serving without the auth the operator asked for.
-    throw new ConfigError(
-      'Invalid configuration:\n  RUNWAY_API_KEYS: API-key auth is not available in this version yet; unset it (auth is off, for development only)',
-    );
-  }
+  const keys = apiKeysFromEnv(env);
   const fromEnv = new Map<string, string>();
   for (const [name, keyPath] of ENV_OVERRIDES) {
-    const value = env[name];
+    const value = name === 'RUNWAY_API_KEYS' ? keys?.text : env[name];
     if (value === undefined || value === '') continue;
     setPath(raw, keyPath, value);
-    fromEnv.set(keyPath.join('.'), `${name}=${JSON.stringify(value)}`);
+    // API keys are secrets: a message may name where they came from, never show them.
+    fromEnv.set(keyPath.join('.'), name === 'RUNWAY_API_KEYS' ? keys!.source : `${name}=${JSON.stringify(value)}`);
   }
-  return parseConfig(raw, fromEnv);
+  const config = parseConfig(raw, fromEnv);
+  if (keys && config.auth.api_keys.length === 0) {
+    // Asked for auth but named no key: refuse rather than serve without it.
+    throw new ConfigError(`Invalid configuration:\n  auth.api_keys: no key:user entry found (from ${keys.source})`);
+  }
+  return config;
+}
+
+/**
+ * `RUNWAY_API_KEYS` and the lines of `RUNWAY_API_KEYS_FILE`, together (both may be set), and a
+ * label naming where they came from. Undefined when neither is set.
+ */
+function apiKeysFromEnv(env: Env): { text: string; source: string } | undefined {
+  const inline = env.RUNWAY_API_KEYS ?? '';
+  const path = env.RUNWAY_API_KEYS_FILE ?? '';
+  if (path === '') return inline === '' ? undefined : { text: inline, source: 'RUNWAY_API_KEYS' };
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`Invalid configuration:\n  RUNWAY_API_KEYS_FILE: cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+  const file = `RUNWAY_API_KEYS_FILE=${JSON.stringify(path)}`;
+  return inline === '' ? { text, source: file } : { text: `${inline}\n${text}`, source: `RUNWAY_API_KEYS and ${file}` };
 }
