@@ -4,6 +4,7 @@ import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastif
 import { validatorCompiler } from 'fastify-type-provider-zod';
 import { conversationRoutes } from '../routes/conversations.js';
 import { healthRoutes } from '../routes/health.js';
+import { openAiRoutes } from '../routes/openai-compat.js';
 import { runRoutes } from '../routes/runs.js';
 import { RunJson } from '../routes/schemas.js';
 import { workflowRoutes } from '../routes/workflows.js';
@@ -79,5 +80,6 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<FastifyIn
   await app.register(workflowRoutes);
   await app.register(runRoutes, { sseKeepaliveMs: config.runtime.sse_keepalive_ms });
   await app.register(conversationRoutes);
+  await app.register(openAiRoutes, { sseKeepaliveMs: config.runtime.sse_keepalive_ms });
   return app;
 }

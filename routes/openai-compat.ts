@@ -1,0 +1,228 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import { RunwayError } from '../src/errors.js';
+import { SseStream } from '../src/http/sse.js';
+import type { Session } from '../src/runtime/session.js';
+import type { Run, Usage } from '../src/store/run.js';
+import { installOpenAiErrors, openAiError } from './openai-errors.js';
+import { refuseUnsupported, workflowInput } from './openai-input.js';
+import { ChatCompletionBody, ChatCompletionJson, ModelJson, ModelListJson, ModelParams, OpenAiErrorJson } from './openai-schemas.js';
+
+export interface OpenAiRoutesOptions {
+  sseKeepaliveMs: number;
+}
+
+/** Like `/runs` streams: how long open streams may take to flush on close before being cut. */
+const STREAM_FLUSH_ON_CLOSE_MS = 1000;
+
+const ERROR_RESPONSES = { '4xx': OpenAiErrorJson, '5xx': OpenAiErrorJson } as const;
+
+/** The OpenAI finish reasons a run can end with; anything else an upstream reports reads as `stop`. */
+type FinishReason = 'stop' | 'length' | 'content_filter';
+
+function finishReason(upstream: string | null): FinishReason {
+  return upstream === 'length' || upstream === 'content_filter' ? upstream : 'stop';
+}
+
+/** The finish reason of an `LLM_END` step event, or null for any other event. */
+function llmFinish(json: string): string | null {
+  // Cheap test first: most step events are not LLM_END.
+  if (!json.includes('"LLM_END"')) return null;
+  const data = (JSON.parse(json) as { data?: { kind?: unknown; finish_reason?: unknown } }).data;
+  return data?.kind === 'LLM_END' && typeof data.finish_reason === 'string' ? data.finish_reason : null;
+}
+
+/** The assistant message: the run's output as text (non-string outputs as JSON). */
+function contentOf(output: unknown): string {
+  return typeof output === 'string' ? output : output === undefined || output === null ? '' : JSON.stringify(output);
+}
+
+/** Headers a hijacked (SSE) response must carry by hand: what hooks and the route set so far. */
+function replyHeaders(reply: FastifyReply): Record<string, string | number | string[]> {
+  const out: Record<string, string | number | string[]> = {};
+  for (const [name, value] of Object.entries(reply.getHeaders())) if (value !== undefined) out[name] = value;
+  return out;
+}
+
+/** The error a run that did not succeed answers with (as a blocking `POST /runs` does). */
+function runOutcomeError(run: Run, session: Session): RunwayError {
+  if (run.status === 'failed' && run.error) {
+    const retryAfterS = run.error.code === 'queue_timeout' ? 2 : undefined;
+    return new RunwayError(run.error.code, run.error.message, { runId: run.id, ...(retryAfterS && { retryAfterS }) });
+  }
+  if (session.abortCause === 'shutdown') {
+    return new RunwayError('shutting_down', 'The run was cancelled because the server is shutting down', { runId: run.id, retryAfterS: 5 });
+  }
+  return new RunwayError('conflict', 'The run was cancelled before it finished', { runId: run.id });
+}
+
+/**
+ * The OpenAI-compatible facade: `GET /v1/models` lists the workflows as models and
+ * `POST /v1/chat/completions` runs the workflow named by `model`, answering as OpenAI does (JSON,
+ * or `chat.completion.chunk` SSE frames and `data: [DONE]`). A run made here is an ordinary run
+ * (`X-Runway-Run-Id` names it): listed, streamable and cancellable under `/runs`; a client that
+ * leaves cancels it. Errors on `/v1/*` are `{error: {message, type, param, code}}`.
+ */
+export async function openAiRoutes(app: FastifyInstance, options: OpenAiRoutesOptions): Promise<void> {
+  await app.register(v1Routes, { ...options, prefix: '/v1' });
+}
+
+async function v1Routes(app: FastifyInstance, options: OpenAiRoutesOptions): Promise<void> {
+  const r = app.withTypeProvider<ZodTypeProvider>();
+  const { runtime } = app;
+  installOpenAiErrors(app);
+
+  const bootS = Math.floor(Date.now() / 1000);
+  const models = [...runtime.workflows.keys()].map((id) => ({ id, object: 'model', created: bootS, owned_by: 'runway' }));
+  const modelList = { object: 'list', data: models };
+  const modelById = new Map(models.map((m) => [m.id, m]));
+
+  function modelNotFound(model: string, where: 'body' | 'params'): RunwayError {
+    const message = `The model "${model}" does not exist: it must be a workflow name (GET /v1/models lists them)`;
+    return new RunwayError('not_found', message, { errors: [{ in: where, pointer: '/model', message }] });
+  }
+
+  /** Open streams and the promise each settles when it ends (flushed, then cut, on close). */
+  const openStreams = new Map<SseStream, Promise<void>>();
+  app.addHook('preClose', async () => {
+    if (openStreams.size === 0) return;
+    const flushed = new AbortController();
+    await Promise.race([
+      Promise.allSettled(openStreams.values()),
+      sleep(STREAM_FLUSH_ON_CLOSE_MS, undefined, { signal: flushed.signal }).catch(() => {}),
+    ]);
+    flushed.abort();
+    for (const sse of openStreams.keys()) sse.destroy();
+  });
+
+  r.get('/models', { schema: { response: { 200: ModelListJson, ...ERROR_RESPONSES } } }, async () => modelList);
+
+  r.get('/models/:model', { schema: { params: ModelParams, response: { 200: ModelJson, ...ERROR_RESPONSES } } }, async (request) => {
+    const model = modelById.get(request.params.model);
+    if (!model) throw modelNotFound(request.params.model, 'params');
+    return model;
+  });
+
+  r.post(
+    '/chat/completions',
+    { schema: { body: ChatCompletionBody, response: { 200: ChatCompletionJson, ...ERROR_RESPONSES } } },
+    async (request, reply) => {
+      const body = request.body;
+      const workflow = runtime.workflows.get(body.model);
+      if (!workflow) throw modelNotFound(body.model, 'body');
+      refuseUnsupported(body);
+      const input = workflowInput(workflow, body.messages);
+      const session = await runtime.createRun({
+        workflow: workflow.name,
+        input,
+        userId: request.userId,
+        requestId: request.id,
+        log: request.log,
+        ...(body.metadata && { metadata: body.metadata }),
+      });
+      const run = session.run;
+      reply.header('x-runway-run-id', run.id);
+
+      // Like a blocking POST /runs: a client that leaves before the answer is complete cancels the run.
+      const onClientGone = () => {
+        if (!reply.raw.writableFinished) runtime.runner.abortLocal(run.id, 'client_disconnected');
+      };
+      reply.raw.once('close', onClientGone);
+      // A client that left while the run was being created (its 'close' already fired) is gone too.
+      if (reply.raw.destroyed) onClientGone();
+
+      if (body.stream === true) {
+        await streamCompletion(request, reply, session, body.stream_options?.include_usage === true);
+        return reply;
+      }
+      const finished = await session.done;
+      reply.raw.off('close', onClientGone);
+      if (finished.status !== 'succeeded') throw runOutcomeError(finished, session);
+      return {
+        id: `chatcmpl-${run.id}`,
+        object: 'chat.completion',
+        created: Math.floor(Date.parse(run.created_at) / 1000),
+        model: run.workflow,
+        choices: [
+          {
+            index: 0,
+            message: { role: 'assistant', content: contentOf(finished.output), refusal: null },
+            logprobs: null,
+            finish_reason: await lastFinishReason(finished),
+          },
+        ],
+        usage: finished.usage,
+      };
+    },
+  );
+
+  /** The finish reason of the run's last LLM call (replayed from its log); `stop` without one. */
+  async function lastFinishReason(run: Run): Promise<FinishReason> {
+    let reason: string | null = null;
+    const stop = new AbortController();
+    for await (const ev of runtime.events(run, 0, stop.signal)) {
+      if (ev.type === 'step') reason = llmFinish(ev.json) ?? reason;
+    }
+    return finishReason(reason);
+  }
+
+  /**
+   * Follows the run's event log as `chat.completion.chunk` frames: the role first, a content delta
+   * per `token` event, the finish reason, the usage chunk when asked, then `[DONE]`. A run that
+   * fails or is cancelled meanwhile ends the stream with an `{error}` frame, as OpenAI's does.
+   */
+  function streamCompletion(request: FastifyRequest, reply: FastifyReply, session: Session, includeUsage: boolean): Promise<void> {
+    reply.hijack();
+    const sse = new SseStream(reply.raw, replyHeaders(reply), options.sseKeepaliveMs);
+    const ended = pipeChunks(request, sse, session, includeUsage);
+    openStreams.set(sse, ended);
+    return ended;
+  }
+
+  async function pipeChunks(request: FastifyRequest, sse: SseStream, session: Session, includeUsage: boolean): Promise<void> {
+    const run = session.run;
+    // Every chunk shares its envelope: built once, the per-token work is one JSON.stringify of the delta.
+    const head =
+      `data: {"id":${JSON.stringify(`chatcmpl-${run.id}`)},"object":"chat.completion.chunk",` +
+      `"created":${Math.floor(Date.parse(run.created_at) / 1000)},"model":${JSON.stringify(run.workflow)},"choices":[`;
+    const tail = includeUsage ? '],"usage":null}\n\n' : ']}\n\n';
+    const choice = (delta: string, finish: string | null) =>
+      `${head}{"index":0,"delta":${delta},"logprobs":null,"finish_reason":${finish === null ? 'null' : `"${finish}"`}}${tail}`;
+
+    let reason: string | null = null;
+    try {
+      if (!(await sse.write(choice('{"role":"assistant","content":""}', null)))) return;
+      for await (const ev of runtime.events(run, 0, sse.signal)) {
+        let frame: string;
+        if (ev.type === 'token') {
+          const delta = (JSON.parse(ev.json) as { data: { delta: string } }).data.delta;
+          if (delta === '') continue;
+          frame = choice(`{"content":${JSON.stringify(delta)}}`, null);
+        } else if (ev.type === 'step') {
+          reason = llmFinish(ev.json) ?? reason;
+          continue;
+        } else if (ev.type === 'run.succeeded') {
+          frame = choice('{}', finishReason(reason));
+          if (includeUsage) {
+            const usage = (JSON.parse(ev.json) as { data: { usage: Usage } }).data.usage;
+            frame += `${head}${tail.replace('"usage":null', `"usage":${JSON.stringify(usage)}`)}`;
+          }
+          frame += 'data: [DONE]\n\n';
+        } else if (ev.type === 'run.failed' || ev.type === 'run.cancelled') {
+          // The terminal event is written once the record is final: the run as it ended says why.
+          const finished = await session.done;
+          frame = `data: ${JSON.stringify(openAiError(runOutcomeError(finished, session)))}\n\n`;
+        } else {
+          continue;
+        }
+        if (!(await sse.write(frame))) break;
+      }
+    } catch (err) {
+      request.log.error({ err, run_id: run.id }, 'chat completion stream failed');
+    } finally {
+      openStreams.delete(sse);
+      sse.end();
+    }
+  }
+}
