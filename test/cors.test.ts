@@ -44,7 +44,7 @@ const list = (value: string | string[] | undefined) =>
 
 function expectReadableBy(headers: IncomingHttpHeaders, origin: string, label: string): void {
   expect(headers['access-control-allow-origin'], label).toBe(origin);
-  expect(list(headers['access-control-expose-headers']), label).toEqual(expect.arrayContaining(['location', 'retry-after', 'x-request-id']));
+  expect(list(headers['access-control-expose-headers']), label).toEqual(expect.arrayContaining(['location', 'retry-after', 'x-request-id', 'x-runway-run-id']));
   if (origin !== '*') expect(list(headers.vary), label).toContain('origin');
 }
 

@@ -9,7 +9,7 @@ export interface CorsPluginOptions {
 /** Request headers a browser app may send: auth, JSON bodies, EventSource resumption, identity, tracing of requests. */
 export const CORS_ALLOWED_HEADERS = ['Authorization', 'Content-Type', 'Last-Event-ID', 'X-User-Id', 'X-Request-Id'] as const;
 /** Response headers a browser app may read. */
-export const CORS_EXPOSED_HEADERS = ['Location', 'Retry-After', 'X-Request-Id'] as const;
+export const CORS_EXPOSED_HEADERS = ['Location', 'Retry-After', 'X-Request-Id', 'X-Runway-Run-Id'] as const;
 
 /**
  * CORS (`@fastify/cors`) for the configured origins. Register it before the identity plugin: its
