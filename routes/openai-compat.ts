@@ -175,6 +175,7 @@ async function v1Routes(app: FastifyInstance, options: OpenAiRoutesOptions): Pro
   function streamCompletion(request: FastifyRequest, reply: FastifyReply, session: Session, includeUsage: boolean): Promise<void> {
     reply.hijack();
     const sse = new SseStream(reply.raw, replyHeaders(reply), options.sseKeepaliveMs);
+    app.metrics.trackSse(sse.signal);
     const ended = pipeChunks(request, sse, session, includeUsage);
     openStreams.set(sse, ended);
     return ended;

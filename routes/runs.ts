@@ -80,6 +80,7 @@ export async function runRoutes(app: FastifyInstance, options: RunRoutesOptions)
   function streamEvents(reply: FastifyReply, run: Run, after: number, onClientGone?: () => void): Promise<void> {
     reply.hijack();
     const sse = new SseStream(reply.raw, replyHeaders(reply), options.sseKeepaliveMs);
+    app.metrics.trackSse(sse.signal);
     const ended = pipeEvents(reply, sse, run, after, onClientGone);
     openStreams.set(sse, ended);
     return ended;

@@ -14,8 +14,11 @@ import { installErrorHandling, sendProblem, toRunwayError } from './http/error-h
 import { withRedaction } from './http/log-redaction.js';
 import { corsPlugin } from './plugins/cors-plugin.js';
 import { identityPlugin } from './plugins/identity-plugin.js';
+import { metricsPlugin } from './plugins/metrics-plugin.js';
+import { openapiPlugin } from './plugins/openapi-plugin.js';
 import { rateLimitPlugin } from './plugins/rate-limit-plugin.js';
 import { runtimePlugin } from './plugins/runtime-plugin.js';
+import { tracingPlugin } from './plugins/tracing-plugin.js';
 import type { BuilderRegistry } from './workflows/builder.js';
 
 export interface BuildAppOptions {
@@ -76,6 +79,10 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<FastifyIn
   await app.register(identityPlugin, { apiKeys: config.auth.api_keys });
   await app.register(rateLimitPlugin, { max: config.rate_limit.max, windowMs: config.rate_limit.window_ms });
   await app.register(runtimePlugin, { config, ...(options.registry && { registry: options.registry }) });
+  // Before the routes: the OpenAPI document is made from the routes as they are registered.
+  await app.register(openapiPlugin);
+  await app.register(metricsPlugin);
+  await app.register(tracingPlugin);
   await app.register(healthRoutes);
   await app.register(workflowRoutes);
   await app.register(runRoutes, { sseKeepaliveMs: config.runtime.sse_keepalive_ms });

@@ -5,6 +5,7 @@ import { Runner } from '../runtime/runner.js';
 import { Runtime } from '../runtime/runtime.js';
 import { SessionManager } from '../runtime/session-manager.js';
 import { UnavailableChatModel } from '../llm/unavailable-chat-model.js';
+import { ObservedEventLog } from '../observability/observed-event-log.js';
 import { MemoryConversationStore } from '../store/memory-conversation-store.js';
 import { MemoryStore } from '../store/memory-store.js';
 import { buildWorkflows, type BuilderRegistry } from '../workflows/builder.js';
@@ -13,6 +14,8 @@ declare module 'fastify' {
   interface FastifyInstance {
     /** The run runtime: admission, runner, workflows and the store behind them. */
     runtime: Runtime;
+    /** The run events as the runner appends them, for observers (metrics, traces). */
+    runEvents: ObservedEventLog;
   }
 }
 
@@ -49,9 +52,11 @@ export const runtimePlugin = fp<RuntimePluginOptions>(
       queueTimeoutMs: rt.queue_timeout_ms,
       perUserMaxConcurrency: rt.per_user_max_concurrency,
     });
-    const runner = new Runner({ store, events: store, cancels: store, sessions, log: app.log, runTimeoutMs: rt.run_timeout_ms });
+    const runEvents = new ObservedEventLog(store);
+    const runner = new Runner({ store, events: runEvents, cancels: store, sessions, log: app.log, runTimeoutMs: rt.run_timeout_ms });
     const runtime = new Runtime({ workflows, defaultWorkflow, runner, sessions, store, events: store, conversations });
     app.decorate('runtime', runtime);
+    app.decorate('runEvents', runEvents);
 
     app.addHook('preClose', async () => {
       await runtime.shutdown(rt.shutdown_grace_ms);

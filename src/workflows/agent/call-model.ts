@@ -10,8 +10,9 @@ export interface CallModelOptions {
 
 /**
  * One LLM call as a step of the run: `LLM_START` (model, message count), a `token` event per
- * generated piece tagged with the step's id, `LLM_END` (output, usage, finish reason, duration),
- * and the call's usage added to the run's. Aborts with the run's signal.
+ * generated piece tagged with the step's id, `LLM_END` (output, usage, finish reason, duration, and
+ * `time_to_first_token_ms` when the model generated text), and the call's usage added to the run's.
+ * Aborts with the run's signal.
  *
  * @example
  *   const result = await callModel(ctx, model, messages, { tools: specs })
@@ -21,11 +22,16 @@ export async function callModel(ctx: RunContext, model: ChatModel, messages: Cha
   const step = ctx.startStep('LLM', model.name, {
     extra: { model: model.model, message_count: messages.length, ...(tools !== undefined && { tool_count: tools.length }) },
   });
+  const startedAt = performance.now();
+  let firstTokenAt: number | undefined;
   try {
     const result = await model.chat({
       messages,
       signal: ctx.signal,
-      onToken: (delta) => ctx.token(delta, step.step_id),
+      onToken: (delta) => {
+        firstTokenAt ??= performance.now();
+        ctx.token(delta, step.step_id);
+      },
       ...(tools !== undefined && { tools }),
       ...(options.temperature !== undefined && { temperature: options.temperature }),
       ...(options.maxTokens !== undefined && { maxTokens: options.maxTokens }),
@@ -39,7 +45,11 @@ export async function callModel(ctx: RunContext, model: ChatModel, messages: Cha
         }),
       },
       ...(result.usage !== null && { usage: result.usage }),
-      extra: { model: result.model, finish_reason: result.finishReason },
+      extra: {
+        model: result.model,
+        finish_reason: result.finishReason,
+        ...(firstTokenAt !== undefined && { time_to_first_token_ms: Math.round((firstTokenAt - startedAt) * 1000) / 1000 }),
+      },
     });
     return result;
   } catch (err) {
