@@ -1,8 +1,8 @@
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { RunwayError } from '../src/errors.js';
-import { SseStream } from '../src/http/sse.js';
+import { OpenStreams } from '../src/http/open-streams.js';
+import type { SseStream } from '../src/http/sse.js';
 import type { Session } from '../src/runtime/session.js';
 import type { Run, Usage } from '../src/store/run.js';
 import { installOpenAiErrors, openAiError } from './openai-errors.js';
@@ -12,9 +12,6 @@ import { ChatCompletionBody, ChatCompletionJson, ModelJson, ModelListJson, Model
 export interface OpenAiRoutesOptions {
   sseKeepaliveMs: number;
 }
-
-/** Like `/runs` streams: how long open streams may take to flush on close before being cut. */
-const STREAM_FLUSH_ON_CLOSE_MS = 1000;
 
 const ERROR_RESPONSES = { '4xx': OpenAiErrorJson, '5xx': OpenAiErrorJson } as const;
 
@@ -36,13 +33,6 @@ function llmFinish(json: string): string | null {
 /** The assistant message: the run's output as text (non-string outputs as JSON). */
 function contentOf(output: unknown): string {
   return typeof output === 'string' ? output : output === undefined || output === null ? '' : JSON.stringify(output);
-}
-
-/** Headers a hijacked (SSE) response must carry by hand: what hooks and the route set so far. */
-function replyHeaders(reply: FastifyReply): Record<string, string | number | string[]> {
-  const out: Record<string, string | number | string[]> = {};
-  for (const [name, value] of Object.entries(reply.getHeaders())) if (value !== undefined) out[name] = value;
-  return out;
 }
 
 /** The error a run that did not succeed answers with (as a blocking `POST /runs` does). */
@@ -83,18 +73,7 @@ async function v1Routes(app: FastifyInstance, options: OpenAiRoutesOptions): Pro
     return new RunwayError('not_found', message, { errors: [{ in: where, pointer: '/model', message }] });
   }
 
-  /** Open streams and the promise each settles when it ends (flushed, then cut, on close). */
-  const openStreams = new Map<SseStream, Promise<void>>();
-  app.addHook('preClose', async () => {
-    if (openStreams.size === 0) return;
-    const flushed = new AbortController();
-    await Promise.race([
-      Promise.allSettled(openStreams.values()),
-      sleep(STREAM_FLUSH_ON_CLOSE_MS, undefined, { signal: flushed.signal }).catch(() => {}),
-    ]);
-    flushed.abort();
-    for (const sse of openStreams.keys()) sse.destroy();
-  });
+  const streams = new OpenStreams(app, options.sseKeepaliveMs);
 
   r.get('/models', { schema: { response: { 200: ModelListJson, ...ERROR_RESPONSES } } }, async () => modelList);
 
@@ -173,12 +152,7 @@ async function v1Routes(app: FastifyInstance, options: OpenAiRoutesOptions): Pro
    * fails or is cancelled meanwhile ends the stream with an `{error}` frame, as OpenAI's does.
    */
   function streamCompletion(request: FastifyRequest, reply: FastifyReply, session: Session, includeUsage: boolean): Promise<void> {
-    reply.hijack();
-    const sse = new SseStream(reply.raw, replyHeaders(reply), options.sseKeepaliveMs);
-    app.metrics.trackSse(sse.signal);
-    const ended = pipeChunks(request, sse, session, includeUsage);
-    openStreams.set(sse, ended);
-    return ended;
+    return streams.open(reply, (sse) => pipeChunks(request, sse, session, includeUsage));
   }
 
   async function pipeChunks(request: FastifyRequest, sse: SseStream, session: Session, includeUsage: boolean): Promise<void> {
@@ -221,9 +195,6 @@ async function v1Routes(app: FastifyInstance, options: OpenAiRoutesOptions): Pro
       }
     } catch (err) {
       request.log.error({ err, run_id: run.id }, 'chat completion stream failed');
-    } finally {
-      openStreams.delete(sse);
-      sse.end();
     }
   }
 }

@@ -1,8 +1,8 @@
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { RunwayError } from '../src/errors.js';
-import { sseFrame, SseStream } from '../src/http/sse.js';
+import { OpenStreams } from '../src/http/open-streams.js';
+import { sseFrame, type SseStream } from '../src/http/sse.js';
 import type { Session } from '../src/runtime/session.js';
 import type { Run } from '../src/store/run.js';
 import { TERMINAL_STATUSES } from '../src/store/run.js';
@@ -10,19 +10,6 @@ import { CreateRunBody, ListRunsQuery, RunPageJson, RunParams, RunRef, StreamQue
 
 export interface RunRoutesOptions {
   sseKeepaliveMs: number;
-}
-
-/**
- * On close, after the runtime has drained (every run has its terminal event), how long open
- * streams may take to deliver their last events before readers that stopped reading are cut.
- */
-const STREAM_FLUSH_ON_CLOSE_MS = 1000;
-
-/** Headers a hijacked (SSE) response must carry by hand: what hooks set on the reply so far. */
-function replyHeaders(reply: FastifyReply): Record<string, string | number | string[]> {
-  const out: Record<string, string | number | string[]> = {};
-  for (const [name, value] of Object.entries(reply.getHeaders())) if (value !== undefined) out[name] = value;
-  return out;
 }
 
 function wantsEventStream(request: FastifyRequest): boolean {
@@ -61,29 +48,11 @@ function blockingOutcome(run: Run, session: Session): Run {
 export async function runRoutes(app: FastifyInstance, options: RunRoutesOptions): Promise<void> {
   const r = app.withTypeProvider<ZodTypeProvider>();
   const { runtime } = app;
-  /** Open streams and the promise each settles when it ends. */
-  const openStreams = new Map<SseStream, Promise<void>>();
-
-  // Runs as a child-context preClose hook, so after the runtime's own (which drains the runs).
-  app.addHook('preClose', async () => {
-    if (openStreams.size === 0) return;
-    const flushed = new AbortController();
-    await Promise.race([
-      Promise.allSettled(openStreams.values()),
-      sleep(STREAM_FLUSH_ON_CLOSE_MS, undefined, { signal: flushed.signal }).catch(() => {}),
-    ]);
-    flushed.abort();
-    for (const sse of openStreams.keys()) sse.destroy();
-  });
+  const streams = new OpenStreams(app, options.sseKeepaliveMs);
 
   /** Replays then follows a run's events as SSE on this response; resolves when the stream ends. */
   function streamEvents(reply: FastifyReply, run: Run, after: number, onClientGone?: () => void): Promise<void> {
-    reply.hijack();
-    const sse = new SseStream(reply.raw, replyHeaders(reply), options.sseKeepaliveMs);
-    app.metrics.trackSse(sse.signal);
-    const ended = pipeEvents(reply, sse, run, after, onClientGone);
-    openStreams.set(sse, ended);
-    return ended;
+    return streams.open(reply, (sse) => pipeEvents(reply, sse, run, after, onClientGone));
   }
 
   async function pipeEvents(reply: FastifyReply, sse: SseStream, run: Run, after: number, onClientGone?: () => void): Promise<void> {
@@ -99,9 +68,6 @@ export async function runRoutes(app: FastifyInstance, options: RunRoutesOptions)
       }
     } catch (err) {
       reply.log.error({ err, run_id: run.id }, 'event stream failed');
-    } finally {
-      openStreams.delete(sse);
-      sse.end();
     }
   }
 
