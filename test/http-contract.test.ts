@@ -4,6 +4,7 @@ import { z } from 'zod';
 import { ERROR_CODES, RunwayError, type ErrorCode } from '../src/errors.js';
 import { defineWorkflow } from '../src/workflows/define-workflow.js';
 import { makeApp, type TestAppOptions } from './support/app.js';
+import { blockerType, testWorkflowConfig as anyConfig, throwingType } from './support/test-workflows.js';
 
 // ---------------------------------------------------------------------------------------------
 // Workflow types only these tests need, registered through the real builder.
@@ -12,40 +13,8 @@ import { makeApp, type TestAppOptions } from './support/app.js';
 /** A message that must never reach a client: 5xx details belong in the logs only. */
 const SECRET = 'db password is hunter2 at 10.0.0.7';
 
-const anyConfig = (type: string) => z.object({ type: z.literal(type), description: z.string().default(type) }).strict();
-
-/** Holds its slot until the run's signal aborts (cancel, timeout, shutdown). */
-const blockerType = defineWorkflow({
-  type: 'blocker',
-  configSchema: anyConfig('blocker'),
-  create: (cfg, { name }) => ({
-    name,
-    type: 'blocker',
-    description: cfg.description,
-    inputSchema: z.string(),
-    run: (_input, ctx) =>
-      new Promise((_resolve, reject) => {
-        const signal = ctx.signal;
-        if (signal.aborted) reject(signal.reason);
-        else signal.addEventListener('abort', () => reject(signal.reason), { once: true });
-      }),
-  }),
-});
-
 /** Throws a plain Error: an unexpected failure, answered as `internal` without its message. */
-const boomType = defineWorkflow({
-  type: 'boom',
-  configSchema: anyConfig('boom'),
-  create: (cfg, { name }) => ({
-    name,
-    type: 'boom',
-    description: cfg.description,
-    inputSchema: z.string(),
-    async run() {
-      throw new Error(SECRET);
-    },
-  }),
-});
+const boomType = throwingType('boom', () => new Error(SECRET));
 
 /** Fails the way an LLM provider outage surfaces. */
 const upstreamType = defineWorkflow({

@@ -8,40 +8,9 @@ import { listen, makeApp, type TestAppOptions } from './support/app.js';
 import { contentChunk, finishChunk, sse, startFakeOpenAI, toolCallChunk, usageChunk, type FakeOpenAIServer } from './support/fake-openai-server.js';
 import { parsePrometheusText, sampleValue, type MetricFamily } from './support/prometheus-text.js';
 import { openSse, waitFor } from './support/sse-sockets.js';
+import { blockerType, throwingType } from './support/test-workflows.js';
 
-const anyConfig = (type: string) => z.object({ type: z.literal(type), description: z.string().default(type) }).strict();
-
-/** Holds its slot until the run's signal aborts. */
-const blockerType = defineWorkflow({
-  type: 'blocker',
-  configSchema: anyConfig('blocker'),
-  create: (cfg, { name }) => ({
-    name,
-    type: 'blocker',
-    description: cfg.description,
-    inputSchema: z.string(),
-    run: (_input, ctx) =>
-      new Promise((_resolve, reject) => {
-        const signal = ctx.signal;
-        if (signal.aborted) reject(signal.reason);
-        else signal.addEventListener('abort', () => reject(signal.reason), { once: true });
-      }),
-  }),
-});
-
-const boomType = defineWorkflow({
-  type: 'boom',
-  configSchema: anyConfig('boom'),
-  create: (cfg, { name }) => ({
-    name,
-    type: 'boom',
-    description: cfg.description,
-    inputSchema: z.string(),
-    async run() {
-      throw new Error('boom');
-    },
-  }),
-});
+const boomType = throwingType('boom', () => new Error('boom'));
 
 let app: FastifyInstance | undefined;
 let other: FastifyInstance | undefined;

@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { buildApp, type BuildAppOptions } from '../../src/app.js';
 import { defineWorkflow } from '../../src/workflows/define-workflow.js';
+import { blockerType, testWorkflowConfig as anyConfig } from './test-workflows.js';
 
 /** Two users' API keys (long enough for the key rules; nothing else about them is special). */
 export const KEYS = {
@@ -21,25 +22,7 @@ export interface AccessAppOptions {
   registry?: BuildAppOptions['registry'];
 }
 
-const anyConfig = (type: string) => z.object({ type: z.literal(type), description: z.string().default(type) }).strict();
-
-/** Holds its slot until the run's signal aborts: a run that is still going when another user pokes at it. */
-export const blockerType = defineWorkflow({
-  type: 'blocker',
-  configSchema: anyConfig('blocker'),
-  create: (cfg, { name }) => ({
-    name,
-    type: 'blocker',
-    description: cfg.description,
-    inputSchema: z.string(),
-    run: (_input, ctx) =>
-      new Promise((_resolve, reject) => {
-        const signal = ctx.signal;
-        if (signal.aborted) reject(signal.reason);
-        else signal.addEventListener('abort', () => reject(signal.reason), { once: true });
-      }),
-  }),
-});
+export { blockerType };
 
 /** Writes its input into the run's conversation (no model needed), so conversations have owners. */
 export const noteType = defineWorkflow({
