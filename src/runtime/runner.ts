@@ -87,15 +87,21 @@ export class Runner {
     const admission = sessions.admit(run.user_id, () => session.signal);
     // A rejection that lands while the store write below is in flight is handled by execute().
     if (admission instanceof Promise) admission.catch(() => {});
-    const created = store.create(run);
-    this.creating.add(created);
     try {
-      await created;
+      if (store.createNow) {
+        store.createNow(run);
+      } else {
+        const created = store.create(run);
+        this.creating.add(created);
+        try {
+          await created;
+        } finally {
+          this.creating.delete(created);
+        }
+      }
     } catch (err) {
       void Promise.resolve(admission).then((permit) => permit.release(), () => {});
       throw err;
-    } finally {
-      this.creating.delete(created);
     }
     this.active.set(run.id, session);
     // Shutdown began while the record was being written: cancel it like a queued run.
@@ -166,7 +172,8 @@ export class Runner {
     try {
       permit = admission instanceof Promise ? await admission : admission;
       if (s.aborted) throw new RunAbortedError(s.abortCause!);
-      const started = await this.options.store.update(s.run_id, { status: 'running', started_at: isoNow() }, ['queued']);
+      const starting = this.update(s.run_id, { status: 'running', started_at: isoNow() }, ['queued']);
+      const started = starting instanceof Promise ? await starting : starting;
       if (!started) return await this.current(s);
       s.emit('run.started', undefined);
       timer = setTimeout(() => s.abort('timeout'), Math.min(timeoutMs, MAX_TIMER_MS));
@@ -225,12 +232,20 @@ export class Runner {
     type: 'run.succeeded' | 'run.failed' | 'run.cancelled',
     data: unknown,
   ): Promise<Run> {
-    const updated = await this.options.store.update(s.run_id, { ...patch, status, finished_at: isoNow() }, ACTIVE);
+    const updating = this.update(s.run_id, { ...patch, status, finished_at: isoNow() }, ACTIVE);
+    const updated = updating instanceof Promise ? await updating : updating;
     // Lost the compare-and-set: whoever changed the status owns the terminal event.
     if (!updated) return this.current(s);
-    await s.emitTerminal(type, data);
+    const appended = s.emitTerminal(type, data);
+    if (appended instanceof Promise) await appended;
     if (status !== 'cancelled' && s.logs('info')) s.log.info({ status, workflow: s.workflow }, 'run finished');
     return updated;
+  }
+
+  /** The store's compare-and-set, synchronous when the store can (no promise on the hot path). */
+  private update(id: string, patch: Partial<Run>, expect: readonly Run['status'][]): Run | undefined | Promise<Run | undefined> {
+    const { store } = this.options;
+    return store.updateNow ? store.updateNow(id, patch, expect) : store.update(id, patch, expect);
   }
 
   private async current(s: Session): Promise<Run> {

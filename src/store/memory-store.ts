@@ -35,6 +35,8 @@ class Entry {
   /** Where each event's data text ends in `blob` once sealed. */
   private ends: Uint32Array | undefined;
   terminal = false;
+  /** Dropped by retention: no more events will come. */
+  evicted = false;
   finishedAtMs = 0;
   /** Readers parked until the next append; created for the first one. */
   waiters: Set<() => void> | undefined;
@@ -143,6 +145,10 @@ export class MemoryStore implements RunStore, EventLog, CancelBus {
   // ---- RunStore ----
 
   async create(run: Run): Promise<void> {
+    this.createNow(run);
+  }
+
+  createNow(run: Run): void {
     if (this.entries.has(run.id)) throw new Error(`Run ${run.id} already exists`);
     const entry = new Entry(run, ++this.seq);
     this.entries.set(run.id, entry);
@@ -159,6 +165,10 @@ export class MemoryStore implements RunStore, EventLog, CancelBus {
   }
 
   async update(id: string, patch: Partial<Run>, expect: readonly RunStatus[]): Promise<Run | undefined> {
+    return this.updateNow(id, patch, expect);
+  }
+
+  updateNow(id: string, patch: Partial<Run>, expect: readonly RunStatus[]): Run | undefined {
     const entry = this.entries.get(id);
     if (!entry || !expect.includes(entry.run.status)) return undefined;
     Object.assign(entry.run, patch);
@@ -227,14 +237,16 @@ export class MemoryStore implements RunStore, EventLog, CancelBus {
   async *read(runId: string, afterId: number, options: ReadOptions = {}): AsyncGenerator<StoredEvent> {
     const { signal, follow = true } = options;
     let next = Math.max(0, afterId);
+    // Held for the whole read: a run evicted while a reader is still catching up keeps its events
+    // for that reader, so a follower never loses the terminal event it was woken for.
+    const entry = this.entries.get(runId);
+    if (!entry) return;
     for (;;) {
-      const entry = this.entries.get(runId);
-      if (!entry) return;
       while (next < entry.count) {
         const i = next++;
         yield { id: i + 1, type: entry.type(i), json: entry.json(i) };
       }
-      if (entry.terminal || !follow || signal?.aborted) return;
+      if (entry.terminal || entry.evicted || !follow || signal?.aborted) return;
       await nextAppend(entry, signal);
     }
   }
@@ -298,6 +310,7 @@ export class MemoryStore implements RunStore, EventLog, CancelBus {
 
   private evict(entry: Entry): void {
     this.entries.delete(entry.run.id);
+    entry.evicted = true;
     // Readers parked on it (possible only for a log without its terminal event) end instead of hanging.
     if (entry.waiters !== undefined && entry.waiters.size > 0) {
       for (const wake of entry.waiters) wake();

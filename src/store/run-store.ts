@@ -31,6 +31,12 @@ export interface RunStore {
    */
   update(id: string, patch: Partial<Run>, expect: readonly RunStatus[]): Promise<Run | undefined>;
   list(query: RunListQuery): Promise<RunPage>;
+  /**
+   * Optional synchronous `create` / `update` for stores that can (the memory store): same
+   * contracts, no promise. The Runner uses them on the hot path when present.
+   */
+  createNow?(run: Run): void;
+  updateNow?(id: string, patch: Partial<Run>, expect: readonly RunStatus[]): Run | undefined;
   /** Throws when the store cannot be reached (drives `/readyz`). */
   ping(): Promise<void>;
 }
