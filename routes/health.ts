@@ -17,7 +17,8 @@ export async function healthRoutes(app: FastifyInstance): Promise<void> {
       await runtime.store.ping();
     } catch (err) {
       request.log.warn({ err }, 'store unreachable');
-      return reply.code(503).type('application/problem+json').send(problem('internal', 'The store is unreachable'));
+      // Any non-2xx means "not ready"; the body's status must match the answer's (RFC 9457).
+      return reply.code(500).type('application/problem+json').send(problem('internal', 'The store is unreachable'));
     }
     return { status: 'ready' };
   });

@@ -138,7 +138,8 @@ export async function runRoutes(app: FastifyInstance, options: RunRoutesOptions)
     runtime.getRun(request.params.id, request.userId),
   );
 
-  r.get('/runs/:id/stream', { schema: { params: RunParams, querystring: StreamQuery } }, async (request, reply) => {
+  // No HEAD twin: it would follow the run to its end with every frame thrown away.
+  r.get('/runs/:id/stream', { exposeHeadRoute: false, schema: { params: RunParams, querystring: StreamQuery } }, async (request, reply) => {
     const run = await runtime.getRun(request.params.id, request.userId);
     const after = resumeAfter(request, request.query.after);
     if (after > run.last_event_id && TERMINAL_STATUSES.has(run.status)) {

@@ -368,6 +368,10 @@ describe('tool_agent workflow', () => {
     expect(steps(events, 'TOOL_END').every((s) => typeof s.data.error.message === 'string')).toBe(true);
     // The malformed arguments are shown as the raw text they were.
     expect(steps(events, 'TOOL_START').find((s) => s.tool_call_id === 'json').data.input).toBe('{"expression": "1+');
+    // A tool name the model invented does not become a step (and metric label) name of its own.
+    const unknownStart = steps(events, 'TOOL_START').find((s) => s.tool_call_id === 'unknown');
+    expect(unknownStart.name).toBe('unknown_tool');
+    expect(unknownStart.requested_tool).toBe('rm_rf');
   });
 
   it('tells the model a tool timed out, abandoning a tool that never answers', async () => {

@@ -831,6 +831,41 @@ describe('health', () => {
     expectProblem(await get(app, '/readyz'), 'shutting_down');
     expect((await get(app, '/healthz')).statusCode).toBe(200);
   });
+
+  it('/readyz is not ready, with a problem whose status matches, when the store cannot be reached', async () => {
+    const app = await newApp();
+    // The memory store is always reachable: stand in for a store whose connection is down.
+    app.runtime.store.ping = async () => {
+      throw new Error('connection refused');
+    };
+    const res = await get(app, '/readyz');
+    expectProblem(res, 'internal');
+    expect(res.json().detail).not.toMatch(/refused/);
+  });
+
+  it('HEAD on a stream is not a route: it would follow the run with every frame discarded', async () => {
+    const app = await newApp();
+    const run = (await post(app, { input: 'hi' })).json() as { id: string };
+    const res = await app.inject({ method: 'HEAD', url: `/runs/${run.id}/stream` });
+    // A HEAD answer has no body; its status and type say not_found.
+    expect(res.statusCode).toBe(404);
+    expect(res.headers['content-type']).toMatch(/^application\/problem\+json/);
+  });
+
+  it('a run whose record cannot be written leaves the queue at once and creates nothing', async () => {
+    const app = await newApp({ runtime: { max_concurrency: 1 } });
+    const holder = await post(app, { workflow: 'blocker', input: 'x', background: true });
+    expect(holder.statusCode).toBe(202);
+    const store = app.runtime.store as { createNow?: (run: unknown) => void };
+    const createNow = store.createNow!;
+    store.createNow = () => {
+      throw new Error('disk on fire');
+    };
+    expectProblem(await post(app, { input: 'queued' }), 'internal');
+    store.createNow = createNow;
+    expect(app.runtime.sessions.stats()).toMatchObject({ inFlight: 1, waiting: 0 });
+    await app.inject({ method: 'POST', url: `/runs/${(holder.json() as { id: string }).id}/cancel` });
+  });
 });
 
 // ---------------------------------------------------------------------------------------------

@@ -241,7 +241,9 @@ describe('LLM and tool metrics', () => {
     // Only the calls that generated text have a first token: one per run.
     expect(sampleValue(m, 'runway_llm_time_to_first_token_seconds_count', { llm: 'default' })).toBe(2);
     expect(sampleValue(m, 'runway_tool_calls_total', { tool: 'calculator', outcome: 'ok' })).toBe(1);
-    expect(sampleValue(m, 'runway_tool_calls_total', { tool: 'nope', outcome: 'error' })).toBe(1);
+    // A tool the model made up is counted under one shared label, never one series per invented name.
+    expect(sampleValue(m, 'runway_tool_calls_total', { tool: 'unknown_tool', outcome: 'error' })).toBe(1);
+    expect(m.get('runway_tool_calls_total')!.samples.some((s) => s.labels.tool === 'nope')).toBe(false);
     expect(sampleValue(m, 'runway_tool_calls_total', { tool: 'calculator', outcome: 'error' })).toBe(0);
     expect(sampleValue(m, 'runway_runs_total', { workflow: 'agent', status: 'succeeded' })).toBe(2);
 

@@ -100,6 +100,8 @@ export class Runner {
         }
       }
     } catch (err) {
+      // The run does not exist: leave the queue now (not at queue timeout) and hand back any permit.
+      session.abort('user');
       void Promise.resolve(admission).then((permit) => permit.release(), () => {});
       throw err;
     }

@@ -60,9 +60,12 @@ export class AgentTools {
     } catch (err) {
       argsProblem = `the arguments are not valid JSON (${(err as Error).message}); send a JSON object`;
     }
-    const step = ctx.startStep('TOOL', name, {
+    // The step's name feeds metric labels and span names: a name the model made up must not
+    // create a new series per invention, so unknown tools share one name (the asked one is kept).
+    const known = this.byName.has(name);
+    const step = ctx.startStep('TOOL', known ? name : 'unknown_tool', {
       input: argsProblem === undefined ? args : call.function.arguments,
-      extra: { tool_call_id: call.id },
+      extra: known ? { tool_call_id: call.id } : { tool_call_id: call.id, requested_tool: name },
     });
     try {
       const tool = this.byName.get(name);
