@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { UsageJson } from './schemas.js';
 
 /**
  * Request and response schemas of the OpenAI-compatible facade (`/v1/models`,
@@ -40,16 +41,6 @@ export const ChatCompletionBody = z
 export type ChatCompletionBody = z.output<typeof ChatCompletionBody>;
 
 export const ModelParams = z.object({ model: z.string().min(1).max(256) });
-
-const usage = {
-  type: 'object',
-  properties: {
-    prompt_tokens: { type: 'integer' },
-    completion_tokens: { type: 'integer' },
-    total_tokens: { type: 'integer' },
-  },
-  required: ['prompt_tokens', 'completion_tokens', 'total_tokens'],
-} as const;
 
 export const ModelJson = {
   type: 'object',
@@ -102,7 +93,7 @@ export const ChatCompletionJson = {
         required: ['index', 'message', 'logprobs', 'finish_reason'],
       },
     },
-    usage,
+    usage: UsageJson,
   },
   required: ['id', 'object', 'created', 'model', 'choices', 'usage'],
 } as const;

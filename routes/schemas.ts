@@ -36,7 +36,8 @@ export const WorkflowParams = z.object({ name: z.string().min(1).max(64) });
 // Responses are plain JSON Schema, compiled by fast-json-stringify: zod's serializer would
 // re-validate every response and costs ~30% of throughput (DESIGN §8).
 const nullableString = { type: ['string', 'null'] } as const;
-const usageSchema = {
+/** Token usage, as on a Run and in OpenAI's answers. */
+export const UsageJson = {
   type: 'object',
   properties: {
     prompt_tokens: { type: 'integer' },
@@ -62,7 +63,7 @@ export const RunJson = {
       properties: { code: { type: 'string' }, message: { type: 'string' } },
       required: ['code', 'message'],
     },
-    usage: usageSchema,
+    usage: UsageJson,
     metadata: { type: 'object', additionalProperties: true },
     created_at: { type: 'string' },
     started_at: nullableString,
