@@ -346,6 +346,9 @@ describe('OpenAIChatModel: retries', () => {
     const err = await upstreamFailure(makeModel({ baseUrl: gone, onRetry: (e) => retries.push(e) }).chat(req));
 
     expect(err.message).toContain('ECONNREFUSED');
+    // The address it could not reach is for the log (the error's cause), not for the client.
+    expect(err.message).not.toContain(new URL(gone).host);
+    expect(String((err.cause as Error).message)).toContain(new URL(gone).port);
     expect(retries).toHaveLength(2);
   });
 });

@@ -331,11 +331,12 @@ export class OpenAIChatModel implements ChatModel {
         { retryable: true, cause: err },
       );
     }
-    const message = err instanceof Error ? err.message : String(err);
-    return new UpstreamError(
-      `${this.label()}: connection to upstream failed: ${this.quote(code !== undefined ? `${code}: ${message}` : message)}`,
-      { retryable: code !== undefined && RETRYABLE_NETWORK_CODES.has(code), cause: err },
-    );
+    // The error code says what happened; the socket's own message names internal hosts and
+    // ports, which clients of a 502 have no business seeing: it stays in the cause, for the log.
+    return new UpstreamError(`${this.label()}: connection to upstream failed: ${code ?? 'network error'}`, {
+      retryable: code !== undefined && RETRYABLE_NETWORK_CODES.has(code),
+      cause: err,
+    });
   }
 
   private label(): string {
