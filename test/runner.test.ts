@@ -194,7 +194,25 @@ describe('Runner lifecycle', () => {
     expect(app.runtime.sessions.stats().inFlight).toBe(0);
   });
 
-  it('a workflow that throws a RunwayError keeps its code and message', async () => {
+  it('an output that serializes for its step but not for the terminal event still ends with one terminal event', async () => {
+    let calls = 0;
+    // Serializes once (the WORKFLOW_END step), then throws (the terminal event).
+    const fickle = {
+      toJSON() {
+        calls++;
+        if (calls > 1) throw new Error('changed its mind');
+        return 'ok';
+      },
+    };
+    const app = await appWith({ fickle: async () => fickle });
+    const run = await (await start(app, 'fickle')).done;
+    expect(run).toMatchObject({ status: 'failed', error: { code: 'internal' } });
+    const { terminal } = await finishedLog(app, run);
+    expect(terminal.type).toBe('run.failed');
+    expect(app.runtime.sessions.stats().inFlight).toBe(0);
+  });
+
+    it('a workflow that throws a RunwayError keeps its code and message', async () => {
     const app = await appWith({
       upstream: async () => {
         throw new RunwayError('upstream_error', 'The model answered 502');

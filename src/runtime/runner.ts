@@ -234,11 +234,22 @@ export class Runner {
     type: 'run.succeeded' | 'run.failed' | 'run.cancelled',
     data: unknown,
   ): Promise<Run> {
+    // Serialized before the status is written: once it is final, the terminal event must follow,
+    // so nothing that can throw may stand between the two.
+    let dataJson: string;
+    try {
+      dataJson = JSON.stringify(data) ?? '{}';
+    } catch (err) {
+      if (status === 'failed') throw err;
+      s.log.error({ err }, 'run result could not be serialized');
+      const error: RunError = { code: 'internal', message: 'The run failed with an internal error' };
+      return this.finish(s, 'failed', { error, usage: s.usage }, 'run.failed', { error });
+    }
     const updating = this.update(s.run_id, { ...patch, status, finished_at: isoNow() }, ACTIVE);
     const updated = updating instanceof Promise ? await updating : updating;
     // Lost the compare-and-set: whoever changed the status owns the terminal event.
     if (!updated) return this.current(s);
-    const appended = s.emitTerminal(type, data);
+    const appended = s.emitTerminal(type, data, dataJson);
     if (appended instanceof Promise) await appended;
     if (status !== 'cancelled' && s.logs('info')) s.log.info({ status, workflow: s.workflow }, 'run finished');
     return updated;

@@ -116,9 +116,11 @@ export class Session implements RunContext {
   }
 
   /** Appends the one terminal event; nothing is recorded after it. */
-  emitTerminal(type: 'run.succeeded' | 'run.failed' | 'run.cancelled', data: unknown): number | Promise<number> {
+  emitTerminal(type: 'run.succeeded' | 'run.failed' | 'run.cancelled', data: unknown, dataJson?: string): number | Promise<number> {
     this.finished = true;
-    return this.events.appendNow ? this.events.appendNow(this.run.id, type, data) : this.events.append(this.run.id, type, data);
+    return this.events.appendNow
+      ? this.events.appendNow(this.run.id, type, data, dataJson)
+      : this.events.append(this.run.id, type, data, dataJson);
   }
 
   private onAppendError(err: unknown): void {
