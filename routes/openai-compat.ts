@@ -3,6 +3,7 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { RunwayError } from '../src/errors.js';
 import { OpenStreams } from '../src/http/open-streams.js';
 import type { SseStream } from '../src/http/sse.js';
+import { runOutcomeError } from '../src/runtime/run-outcome.js';
 import type { Session } from '../src/runtime/session.js';
 import type { Run, Usage } from '../src/store/run.js';
 import { installOpenAiErrors, openAiError } from './openai-errors.js';
@@ -33,18 +34,6 @@ function llmFinish(json: string): string | null {
 /** The assistant message: the run's output as text (non-string outputs as JSON). */
 function contentOf(output: unknown): string {
   return typeof output === 'string' ? output : output === undefined || output === null ? '' : JSON.stringify(output);
-}
-
-/** The error a run that did not succeed answers with (as a blocking `POST /runs` does). */
-function runOutcomeError(run: Run, session: Session): RunwayError {
-  if (run.status === 'failed' && run.error) {
-    const retryAfterS = run.error.code === 'queue_timeout' ? 2 : undefined;
-    return new RunwayError(run.error.code, run.error.message, { runId: run.id, ...(retryAfterS && { retryAfterS }) });
-  }
-  if (session.abortCause === 'shutdown') {
-    return new RunwayError('shutting_down', 'The run was cancelled because the server is shutting down', { runId: run.id, retryAfterS: 5 });
-  }
-  return new RunwayError('conflict', 'The run was cancelled before it finished', { runId: run.id });
 }
 
 /**

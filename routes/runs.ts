@@ -3,7 +3,7 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { RunwayError } from '../src/errors.js';
 import { OpenStreams } from '../src/http/open-streams.js';
 import { sseFrame, type SseStream } from '../src/http/sse.js';
-import type { Session } from '../src/runtime/session.js';
+import { runOutcomeError } from '../src/runtime/run-outcome.js';
 import type { Run } from '../src/store/run.js';
 import { TERMINAL_STATUSES } from '../src/store/run.js';
 import { CreateRunBody, ListRunsQuery, RunPageJson, RunParams, RunRef, StreamQuery } from './schemas.js';
@@ -27,22 +27,6 @@ function resumeAfter(request: FastifyRequest, after: string | undefined): number
     });
   }
   return Number(header.trim());
-}
-
-/** The answer a blocking `POST /runs` gives for a finished run. */
-function blockingOutcome(run: Run, session: Session): Run {
-  if (run.status === 'succeeded') return run;
-  if (run.status === 'failed' && run.error) {
-    const retryAfterS = run.error.code === 'queue_timeout' ? 2 : undefined;
-    throw new RunwayError(run.error.code, run.error.message, { runId: run.id, ...(retryAfterS && { retryAfterS }) });
-  }
-  if (session.abortCause === 'shutdown') {
-    throw new RunwayError('shutting_down', 'The run was cancelled because the server is shutting down', {
-      runId: run.id,
-      retryAfterS: 5,
-    });
-  }
-  throw new RunwayError('conflict', 'The run was cancelled before it finished', { runId: run.id });
 }
 
 export async function runRoutes(app: FastifyInstance, options: RunRoutesOptions): Promise<void> {
@@ -113,7 +97,8 @@ export async function runRoutes(app: FastifyInstance, options: RunRoutesOptions)
       if (reply.raw.destroyed) onClientGone();
       const finished = await session.done;
       reply.raw.off('close', onClientGone);
-      return reply.send(blockingOutcome(finished, session));
+      if (finished.status !== 'succeeded') throw runOutcomeError(finished, session);
+      return reply.send(finished);
     },
   );
 

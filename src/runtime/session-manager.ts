@@ -33,7 +33,7 @@ interface UserSlot {
 }
 
 const QUEUE_FULL_RETRY_AFTER_S = 1;
-const QUEUE_TIMEOUT_RETRY_AFTER_S = 2;
+export const QUEUE_TIMEOUT_RETRY_AFTER_S = 2;
 export const SHUTDOWN_RETRY_AFTER_S = 5;
 /** setTimeout's largest delay; a longer one overflows and fires after 1 ms. */
 export const MAX_TIMER_MS = 2_147_483_647;

@@ -1,0 +1,28 @@
+import { RunwayError } from '../errors.js';
+import type { Run } from '../store/run.js';
+import type { Session } from './session.js';
+import { QUEUE_TIMEOUT_RETRY_AFTER_S, SHUTDOWN_RETRY_AFTER_S } from './session-manager.js';
+
+/**
+ * The error a finished run that did not succeed answers with, wherever a caller waited for it
+ * (`POST /runs`, `/v1/chat/completions`): its own error code, `shutting_down` when shutdown
+ * cancelled it, `conflict` for any other cancel. Carries the run id and, where a retry can
+ * help, `Retry-After`.
+ *
+ * @example
+ *   const run = await session.done
+ *   if (run.status !== 'succeeded') throw runOutcomeError(run, session)
+ */
+export function runOutcomeError(run: Run, session: Session): RunwayError {
+  if (run.status === 'failed' && run.error) {
+    const retryAfterS = run.error.code === 'queue_timeout' ? QUEUE_TIMEOUT_RETRY_AFTER_S : undefined;
+    return new RunwayError(run.error.code, run.error.message, { runId: run.id, ...(retryAfterS && { retryAfterS }) });
+  }
+  if (session.abortCause === 'shutdown') {
+    return new RunwayError('shutting_down', 'The run was cancelled because the server is shutting down', {
+      runId: run.id,
+      retryAfterS: SHUTDOWN_RETRY_AFTER_S,
+    });
+  }
+  return new RunwayError('conflict', 'The run was cancelled before it finished', { runId: run.id });
+}
