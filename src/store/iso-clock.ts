@@ -1,27 +1,26 @@
-let lastMs = 0;
-let lastIso = new Date(0).toISOString();
-
 /**
- * `new Date().toISOString()`, computed at most once per millisecond: a busy server stamps many
- * events within the same millisecond, and formatting the date is the costly part (DESIGN §8).
+ * `new Date(ms).toISOString()`, remembering the last answer: a busy server formats the same
+ * millisecond many times over, and formatting is the costly part (DESIGN §8).
  */
+function lastIsoFormatter(): (ms: number) => string {
+  let lastMs = 0;
+  let lastIso = new Date(0).toISOString();
+  return (ms) => {
+    if (ms !== lastMs) {
+      lastMs = ms;
+      lastIso = new Date(ms).toISOString();
+    }
+    return lastIso;
+  };
+}
+
+// Two memories, so stamping new events and replaying old ones do not evict each other's.
+const stampNow = lastIsoFormatter();
+
+/** The ISO time now, formatted at most once per millisecond. */
 export function isoNow(): string {
-  const ms = Date.now();
-  if (ms !== lastMs) {
-    lastMs = ms;
-    lastIso = new Date(ms).toISOString();
-  }
-  return lastIso;
+  return stampNow(Date.now());
 }
 
-let lastAtMs = 0;
-let lastAtIso = lastIso;
-
-/** `new Date(ms).toISOString()`, remembering the last answer (events of a run share milliseconds). */
-export function isoAt(ms: number): string {
-  if (ms !== lastAtMs) {
-    lastAtMs = ms;
-    lastAtIso = new Date(ms).toISOString();
-  }
-  return lastAtIso;
-}
+/** The ISO time of `ms` (events of a run replayed together share their milliseconds). */
+export const isoAt = lastIsoFormatter();
