@@ -103,21 +103,24 @@ export class Session implements RunContext {
    */
   emit(type: RunEventType, data: unknown, dataJson?: string): void {
     if (this.finished) return;
-    if (this.events.appendNow) {
-      // The embedded store appends synchronously: no promise per event.
-      try {
-        this.events.appendNow(this.run.id, type, data, dataJson);
-      } catch (err) {
-        this.onAppendError(err);
-      }
+    let appended: number | Promise<number>;
+    try {
+      appended = this.append(type, data, dataJson);
+    } catch (err) {
+      this.onAppendError(err);
       return;
     }
-    this.events.append(this.run.id, type, data, dataJson).then(undefined, (err: unknown) => this.onAppendError(err));
+    if (appended instanceof Promise) appended.then(undefined, (err: unknown) => this.onAppendError(err));
   }
 
   /** Appends the one terminal event; nothing is recorded after it. */
   emitTerminal(type: 'run.succeeded' | 'run.failed' | 'run.cancelled', data: unknown, dataJson?: string): number | Promise<number> {
     this.finished = true;
+    return this.append(type, data, dataJson);
+  }
+
+  /** The embedded store appends synchronously (no promise per event); others asynchronously. */
+  private append(type: RunEventType, data: unknown, dataJson: string | undefined): number | Promise<number> {
     return this.events.appendNow
       ? this.events.appendNow(this.run.id, type, data, dataJson)
       : this.events.append(this.run.id, type, data, dataJson);
