@@ -55,10 +55,6 @@ export class RunwayError extends Error {
   }
 }
 
-export function isErrorCode(value: unknown): value is ErrorCode {
-  return typeof value === 'string' && Object.hasOwn(ERROR_CODES, value);
-}
-
 /** True for the ways an aborted operation surfaces: DOMException AbortError, undici/timers aborts. */
 export function isAbortError(err: unknown): boolean {
   return (

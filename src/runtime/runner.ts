@@ -5,7 +5,7 @@ import type { EventLog } from '../store/event-log.js';
 import { EventLogFullError } from '../store/event-log.js';
 import { isoNow } from '../store/iso-clock.js';
 import type { CancelBus, RunStore } from '../store/run-store.js';
-import { TERMINAL_STATUSES, type CancelReason, type Run, type RunError } from '../store/run.js';
+import { TERMINAL_STATUSES, zeroUsage, type CancelReason, type Run, type RunError } from '../store/run.js';
 import type { Workflow } from '../workflows/workflow.js';
 import { withRunContext } from './run-context.js';
 import { RunAbortedError, Session } from './session.js';
@@ -76,7 +76,7 @@ export class Runner {
       input: spec.input,
       output: null,
       error: null,
-      usage: { prompt_tokens: 0, completion_tokens: 0, total_tokens: 0 },
+      usage: zeroUsage(),
       metadata: spec.metadata ?? NO_METADATA,
       created_at: isoNow(),
       started_at: null,

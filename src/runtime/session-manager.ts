@@ -21,7 +21,7 @@ export interface Permit {
 export interface AdmissionStats {
   inFlight: number;
   waiting: number;
-  /** The most permits ever held at once since start (or since `resetHighWater`). */
+  /** The most permits ever held at once since start. */
   highWater: number;
 }
 
@@ -101,10 +101,6 @@ export class SessionManager {
     const out = new Map<string, number>();
     for (const [user, slot] of this.users) if (slot.inFlight > 0) out.set(user, slot.inFlight);
     return out;
-  }
-
-  resetHighWater(): void {
-    this.highWater = this.inFlight;
   }
 
   /** From now on every `admit` throws `shutting_down`. Callers already waiting keep waiting. */

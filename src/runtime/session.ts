@@ -1,6 +1,6 @@
 import { levelEnabled, type Logger } from './logger.js';
 import type { EventLog, RunEventType } from '../store/event-log.js';
-import type { CancelReason, Run, Usage } from '../store/run.js';
+import { zeroUsage, type CancelReason, type Run, type Usage } from '../store/run.js';
 import type { RunContext, StartStepOptions } from './run-context.js';
 import type { RunConversation } from './run-conversation.js';
 import type { StepEnd, StepEventData, StepHandle, StepKind } from './step.js';
@@ -23,7 +23,7 @@ export class RunAbortedError extends Error {
  */
 export class Session implements RunContext {
   readonly root_step_id = 's0';
-  readonly usage: Usage = { prompt_tokens: 0, completion_tokens: 0, total_tokens: 0 };
+  readonly usage: Usage = zeroUsage();
   /** Settles with the final Run once the terminal event is written. */
   done!: Promise<Run>;
   /** Set by the first abort; later aborts do not change it. */
