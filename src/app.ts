@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { randomId } from './runtime/random-id.js';
 import type { IncomingMessage } from 'node:http';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import { validatorCompiler } from 'fastify-type-provider-zod';
@@ -35,7 +35,7 @@ const REQUEST_ID = /^[\x21-\x7e]{1,128}$/;
 /** Echoes a sane client `X-Request-Id`, else makes one. */
 function requestId(req: IncomingMessage): string {
   const header = req.headers['x-request-id'];
-  return typeof header === 'string' && REQUEST_ID.test(header) ? header : randomUUID();
+  return typeof header === 'string' && REQUEST_ID.test(header) ? header : randomId();
 }
 
 /**

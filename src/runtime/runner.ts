@@ -1,10 +1,12 @@
-import { randomUUID } from 'node:crypto';
+import { randomId } from './random-id.js';
 import type { Logger } from './logger.js';
 import { RunwayError, isAbortError, type ErrorCode } from '../errors.js';
 import type { EventLog } from '../store/event-log.js';
 import { EventLogFullError } from '../store/event-log.js';
 import { isoNow } from '../store/iso-clock.js';
 import type { CancelBus, RunStore } from '../store/run-store.js';
+import { jsonString } from '../store/json-text.js';
+import { succeededJson } from './event-json.js';
 import { TERMINAL_STATUSES, zeroUsage, type CancelReason, type Run, type RunError } from '../store/run.js';
 import type { Workflow } from '../workflows/workflow.js';
 import { withRunContext } from './run-context.js';
@@ -68,7 +70,7 @@ export class Runner {
       throw new RunwayError('shutting_down', 'The server is shutting down', { retryAfterS: SHUTDOWN_RETRY_AFTER_S });
     }
     const run: Run = {
-      id: randomUUID(),
+      id: randomId(),
       workflow: spec.workflow.name,
       user_id: spec.userId,
       conversation_id: spec.conversationId ?? null,
@@ -108,7 +110,7 @@ export class Runner {
     this.active.set(run.id, session);
     // Shutdown began while the record was being written: cancel it like a queued run.
     if (this.draining) session.abort('shutdown');
-    session.emit('run.queued', { workflow: run.workflow });
+    session.emit('run.queued', { workflow: run.workflow }, `{"workflow":${jsonString(run.workflow)}}`);
     const timeoutMs = Math.min(spec.timeoutMs ?? this.options.runTimeoutMs, this.options.runTimeoutMs);
     session.done = this.execute(session, spec.workflow, admission, timeoutMs);
     return session;
@@ -188,7 +190,7 @@ export class Runner {
       // Checked after the WORKFLOW_END step, which carries the output: an output that cannot be
       // stored (a full log, or not serializable) fails the run here, before its status is final.
       if (s.appendError !== undefined) throw s.appendError;
-      return await this.finish(s, 'succeeded', { output, usage: s.usage }, 'run.succeeded', { output, usage: s.usage });
+      return await this.finish(s, 'succeeded', { output, usage: s.usage }, 'run.succeeded', { output, usage: s.usage }, succeededJson);
     } catch (err) {
       const error = this.classify(s, err);
       rootStep?.end(error ? { error } : {});
@@ -233,12 +235,13 @@ export class Runner {
     patch: Partial<Run>,
     type: 'run.succeeded' | 'run.failed' | 'run.cancelled',
     data: unknown,
+    toJson: (data: never) => string | undefined = JSON.stringify,
   ): Promise<Run> {
     // Serialized before the status is written: once it is final, the terminal event must follow,
     // so nothing that can throw may stand between the two.
     let dataJson: string;
     try {
-      dataJson = JSON.stringify(data) ?? '{}';
+      dataJson = toJson(data as never) ?? '{}';
     } catch (err) {
       if (status === 'failed') throw err;
       s.log.error({ err }, 'run result could not be serialized');

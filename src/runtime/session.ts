@@ -1,4 +1,6 @@
 import { levelEnabled, type Logger } from './logger.js';
+import { jsonString } from '../store/json-text.js';
+import { stepJson } from './event-json.js';
 import type { EventLog, RunEventType } from '../store/event-log.js';
 import { zeroUsage, type CancelReason, type Run, type Usage } from '../store/run.js';
 import type { RunContext, StartStepOptions } from './run-context.js';
@@ -137,7 +139,7 @@ export class Session implements RunContext {
   token(delta: string, stepId: string): void {
     if (this.abortCause) return;
     // The commonest event by far: its data JSON is written directly, without an object to stringify.
-    this.emit('token', undefined, `{"delta":${JSON.stringify(delta)},"step_id":${JSON.stringify(stepId)}}`);
+    this.emit('token', undefined, `{"delta":${jsonString(delta)},"step_id":${jsonString(stepId)}}`);
   }
 
   startStep(kind: StepKind, name: string, options: StartStepOptions = {}): StepHandle {
@@ -158,9 +160,11 @@ export class Session implements RunContext {
 
   private openStep(step_id: string, parent_id: string | null, kind: StepKind, name: string, options: StartStepOptions): StepHandle {
     const startedAt = performance.now();
-    const start: StepEventData = { step_id, parent_id, kind: `${kind}_START`, name, ...options.extra };
+    const extra = options.extra;
+    const start: StepEventData = { step_id, parent_id, kind: `${kind}_START`, name, ...extra };
     if (options.input !== undefined) start.data = { input: options.input };
-    this.emit('step', start);
+    // Steps without extra fields (most) are written directly; the rest go through JSON.stringify.
+    this.emit('step', start, extra === undefined ? stepJson(start) : undefined);
     let ended = false;
     return {
       step_id,
@@ -179,7 +183,7 @@ export class Session implements RunContext {
           end.data = result.error !== undefined ? { error: result.error } : { output: result.output };
         }
         if (result.usage) end.usage = result.usage;
-        this.emit('step', end);
+        this.emit('step', end, result.extra === undefined ? stepJson(end) : undefined);
       },
     };
   }

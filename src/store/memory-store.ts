@@ -2,6 +2,7 @@ import type { CancelBus, RunListQuery, RunPage, RunStore } from './run-store.js'
 import { EventLogFullError, TERMINAL_EVENT_TYPES, type EventLog, type ReadOptions, type RunEventType, type StoredEvent } from './event-log.js';
 import { TERMINAL_STATUSES, type Run, type RunStatus } from './run.js';
 import { isoAt } from './iso-clock.js';
+import { jsonString } from './json-text.js';
 import { RunwayError } from '../errors.js';
 
 export interface MemoryStoreOptions {
@@ -64,7 +65,7 @@ class Entry {
 
   json(i: number): string {
     const data = this.live ? this.live[i]! : this.blob.slice(i === 0 ? 0 : this.ends![i - 1]!, this.ends![i]!);
-    return `{"id":${i + 1},"run_id":${JSON.stringify(this.run.id)},"type":"${this.type(i)}","time":"${isoAt(this.baseMs + this.times[i]!)}","data":${data}}`;
+    return `{"id":${i + 1},"run_id":${jsonString(this.run.id)},"type":"${this.type(i)}","time":"${isoAt(this.baseMs + this.times[i]!)}","data":${data}}`;
   }
 
   seal(): void {
