@@ -3,6 +3,7 @@ import { randomId } from '../src/runtime/random-id.js';
 import { stepJson, succeededJson } from '../src/runtime/event-json.js';
 import type { StepEventData } from '../src/runtime/step.js';
 import { jsonMember, jsonString } from '../src/store/json-text.js';
+import { splitWords } from '../src/workflows/echo-workflow.js';
 
 // The run path writes event JSON by hand for speed; every text must be byte-identical to what
 // JSON.stringify gives, or replayed events would differ from what clients parse elsewhere.
@@ -140,5 +141,30 @@ describe('randomId', () => {
       seen.add(id);
     }
     expect(seen.size).toBe(5000);
+  });
+});
+
+describe('splitWords (echo)', () => {
+  const lookbehind = (text: string) => text.split(/(?<=\s)(?=\S)/).filter((piece) => piece !== '');
+  it.each([
+    '',
+    'one',
+    'hello from the benchmark, one word at a time',
+    '  leading and trailing  ',
+    'tabs\tand\nnew\r\nlines',
+    'no\u00a0break\u2003em\u3000ideographic\ufeffbom',
+    '\u2028line\u2029para',
+    '😀 emoji 😀',
+    '   ',
+  ])('splits %j as the lookbehind regular expression does, and the pieces concatenate back', (text) => {
+    expect(splitWords(text)).toEqual(lookbehind(text));
+    expect(splitWords(text).join('')).toBe(text);
+  });
+
+  it('agrees with the regular expression on every code unit as a separator', () => {
+    for (let c = 0; c < 0x10000; c++) {
+      const text = `a${String.fromCharCode(c)}b`;
+      expect(splitWords(text)).toEqual(lookbehind(text));
+    }
   });
 });

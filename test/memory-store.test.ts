@@ -116,6 +116,49 @@ describe('MemoryStore event log', () => {
     expect((await collect(store.read(run.id, 3))).map((e) => e.id)).toEqual([4, 5, 6, 7]);
   });
 
+  it('keeps raw token deltas and writes each one as JSON.stringify would, live and sealed, among other events and steps', async () => {
+    const store = makeStore();
+    const run = await created(store);
+    const other = await created(store);
+    // Interleaved with another run's events, two step ids, text that needs escaping, and events appended as JSON.
+    const written: Array<{ type: 'token' | 'step'; data: Record<string, unknown> }> = [];
+    const deltas = ['plain ', 'é ', '"q" ', 'b\\s ', 'nl\n', '\ud800', '🙂', ''];
+    deltas.forEach((delta, i) => {
+      const step_id = i % 3 === 0 ? 's1' : 's"2';
+      if (i % 4 === 3) {
+        store.appendNow(run.id, 'step', { step_id: 's9', kind: 'CUSTOM_START' });
+        written.push({ type: 'step', data: { step_id: 's9', kind: 'CUSTOM_START' } });
+      }
+      store.appendTokenNow(run.id, delta, step_id);
+      written.push({ type: 'token', data: { delta, step_id } });
+      store.appendTokenNow(other.id, `other ${i}`, 's1');
+    });
+    store.appendNow(run.id, 'token', { delta: 'as json', step_id: 's1' });
+    written.push({ type: 'token', data: { delta: 'as json', step_id: 's1' } });
+
+    const expected = written.map((w) => JSON.stringify(w.data));
+    const dataText = (json: string) => json.slice(json.indexOf(',"data":') + ',"data":'.length, -1);
+    const live = await collect(store.read(run.id, 0, { follow: false }));
+    expect(live.map((e) => dataText(e.json))).toEqual(expected);
+    expect(live.map((e) => e.type)).toEqual(written.map((w) => w.type));
+    await finish(store, run);
+    const sealed = await collect(store.read(run.id, 0, { follow: false }));
+    expect(sealed.slice(0, -1)).toEqual(live);
+    expect(run.last_event_id).toBe(written.length + 1);
+    expect((await collect(store.read(other.id, 0, { follow: false }))).map((e) => JSON.parse(e.json).data.delta)).toEqual(deltas.map((_, i) => `other ${i}`));
+  });
+
+  it('counts raw tokens against the event cap, and refuses them after the terminal event', async () => {
+    const store = makeStore({ maxEventsPerRun: 3 });
+    const run = await created(store);
+    store.appendTokenNow(run.id, 'a', 's1');
+    store.appendTokenNow(run.id, 'b', 's1');
+    expect(() => store.appendTokenNow(run.id, 'c', 's1')).toThrow(EventLogFullError);
+    await finish(store, run);
+    expect(() => store.appendTokenNow(run.id, 'd', 's1')).toThrow(/terminal event/);
+    expect(() => store.appendTokenNow(randomUUID(), 'e', 's1')).toThrow(/no event log/);
+  });
+
   it('refuses events after the terminal event and for unknown runs', async () => {
     const store = makeStore();
     const run = await created(store);

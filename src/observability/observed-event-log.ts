@@ -27,8 +27,11 @@ export class ObservedEventLog implements EventLog {
   private observers: RunEventObserver[] = [];
   /** Present exactly when the inner log has it, so the Session keeps its synchronous fast path. */
   readonly appendNow?: (runId: string, type: RunEventType, data: unknown, dataJson?: string) => number;
+  /** Tokens are not observed: the inner log's own method, when it has one. */
+  readonly appendTokenNow?: (runId: string, delta: string, stepId: string) => number;
 
   constructor(private readonly inner: EventLog) {
+    if (inner.appendTokenNow) this.appendTokenNow = inner.appendTokenNow.bind(inner);
     const appendNow = inner.appendNow?.bind(inner);
     if (appendNow) {
       this.appendNow = (runId, type, data, dataJson) => {

@@ -137,9 +137,18 @@ export class Session implements RunContext {
   // ---- RunContext ----
 
   token(delta: string, stepId: string): void {
-    if (this.abortCause) return;
-    // The commonest event by far: its data JSON is written directly, without an object to stringify.
-    this.emit('token', undefined, `{"delta":${jsonString(delta)},"step_id":${jsonString(stepId)}}`);
+    if (this.abortCause || this.finished) return;
+    // The commonest event by far: stores that can keep the delta as it is and write its JSON only
+    // if it is read; for the others its data JSON is written directly, without an object.
+    if (this.events.appendTokenNow === undefined) {
+      this.emit('token', undefined, `{"delta":${jsonString(delta)},"step_id":${jsonString(stepId)}}`);
+      return;
+    }
+    try {
+      this.events.appendTokenNow(this.run.id, delta, stepId);
+    } catch (err) {
+      this.onAppendError(err);
+    }
   }
 
   startStep(kind: StepKind, name: string, options: StartStepOptions = {}): StepHandle {

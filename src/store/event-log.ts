@@ -46,6 +46,12 @@ export interface EventLog {
    */
   appendNow?(runId: string, type: RunEventType, data: unknown, dataJson?: string): number;
   /**
+   * Optional synchronous append of a `token` event with data `{"delta": delta, "step_id": stepId}`,
+   * for stores that keep the delta as it is and write the JSON only when the event is read (the
+   * commonest event by far, and most are never read). Same contract as `appendNow`.
+   */
+  appendTokenNow?(runId: string, delta: string, stepId: string): number;
+  /**
    * Yields every event with id > afterId, then (unless `follow: false`) waits for new ones until the
    * terminal event has been yielded or the signal aborts. Ends at once for an unknown run.
    */
