@@ -4,6 +4,7 @@ import { z } from 'zod';
 import { ERROR_CODES, RunwayError, type ErrorCode } from '../src/errors.js';
 import { defineWorkflow } from '../src/workflows/define-workflow.js';
 import { makeApp, type TestAppOptions } from './support/app.js';
+import { tick } from './support/runtime-test-kit.js';
 import { blockerType, testWorkflowConfig as anyConfig, throwingType } from './support/test-workflows.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -853,7 +854,8 @@ describe('health', () => {
   });
 
   it('a run whose record cannot be written leaves the queue at once and creates nothing', async () => {
-    const app = await newApp({ runtime: { max_concurrency: 1 } });
+    // A queue timeout far beyond the test: the waiter must leave because its run failed, not by timing out.
+    const app = await newApp({ runtime: { max_concurrency: 1, queue_timeout_ms: 3_600_000 } });
     const holder = await post(app, { workflow: 'blocker', input: 'x', background: true });
     expect(holder.statusCode).toBe(202);
     const store = app.runtime.store as { createNow?: (run: unknown) => void };
@@ -863,6 +865,8 @@ describe('health', () => {
     };
     expectProblem(await post(app, { input: 'queued' }), 'internal');
     store.createNow = createNow;
+    // The answer can go out before the waiter's own promise chain has unwound: let it settle.
+    await tick();
     expect(app.runtime.sessions.stats()).toMatchObject({ inFlight: 1, waiting: 0 });
     await app.inject({ method: 'POST', url: `/runs/${(holder.json() as { id: string }).id}/cancel` });
   });

@@ -226,6 +226,32 @@ describe('Runner lifecycle', () => {
 });
 
 describe('Runner cancellation and timeouts', () => {
+  it('forgets finished runs at once for lookups, while still-running ones stay reachable among hundreds of finished ones', async () => {
+    const gate = deferred();
+    const app = await appWith({ quick: async () => 'done', gated: async (_i, ctx) => Promise.race([gate.promise, untilAborted(ctx.signal)]) });
+    const held = await start(app, 'gated');
+    const finished: Session[] = [];
+    // More than one batch of retired runs, so their deferred removal from the map happens too.
+    for (let i = 0; i < 150; i++) {
+      const s = await start(app, 'quick');
+      await s.done;
+      finished.push(s);
+      expect(app.runtime.runner.local(s.run_id)).toBeUndefined();
+    }
+    const { runner } = app.runtime;
+    expect(runner.activeCount).toBe(1);
+    expect(runner.local(held.run_id)).toBe(held);
+    // A client leaving a finished run changes nothing; cancelling it is a conflict.
+    runner.abortLocal(finished[0]!.run_id, 'client_disconnected');
+    expect((await app.runtime.store.get(finished[0]!.run_id))?.status).toBe('succeeded');
+    expect((await rejection(app.runtime.cancelRun(finished[0]!.run_id, 'alice'))).code).toBe('conflict');
+    // The held run is still found by id and cancels normally.
+    const cancelled = await app.runtime.cancelRun(held.run_id, 'alice');
+    expect(cancelled.status).toBe('cancelled');
+    expect(runner.activeCount).toBe(0);
+    expect(runner.local(held.run_id)).toBeUndefined();
+  });
+
   it('cancel while queued: leaves the queue, never starts, one run.cancelled (reason user)', async () => {
     const gate = deferred();
     let secondStarted = false;

@@ -48,6 +48,8 @@ interface LiveRun {
   queuedAt: number;
   /** -1 until `run.started`. */
   startedAt: number;
+  /** Counted; its map entry goes with the next batch of deletes. */
+  finished: boolean;
 }
 
 /** Node's process metrics are the process's, not an app's: collected once, into their own registry. */
@@ -84,7 +86,13 @@ export class RunMetrics implements RunEventObserver {
   private readonly workflows = new Map<string, WorkflowSeries>();
   private readonly llms = new Map<string, LlmSeries>();
   private readonly tools = new Map<string, ToolSeries>();
+  /**
+   * Runs between `run.queued` and their terminal event. Finished ones are deleted in batches: a
+   * Map that keeps dropping below a quarter of its capacity is shrunk by the runtime on delete,
+   * which with few runs in flight happened on nearly every run.
+   */
   private readonly live = new Map<string, LiveRun>();
+  private readonly finishedIds: string[] = [];
 
   constructor(admission: AdmissionSource, workflowNames: Iterable<string>) {
     const registry = this.registry;
@@ -206,6 +214,7 @@ export class RunMetrics implements RunEventObserver {
           series: this.workflowSeries((data as { workflow: string }).workflow),
           queuedAt: performance.now(),
           startedAt: -1,
+          finished: false,
         });
         return;
       case 'run.started': {
@@ -230,8 +239,13 @@ export class RunMetrics implements RunEventObserver {
 
   private onFinished(runId: string, status: FinalStatus): void {
     const run = this.live.get(runId);
-    if (run === undefined) return;
-    this.live.delete(runId);
+    if (run === undefined || run.finished) return;
+    run.finished = true;
+    this.finishedIds.push(runId);
+    if (this.finishedIds.length >= 64) {
+      for (const id of this.finishedIds) this.live.delete(id);
+      this.finishedIds.length = 0;
+    }
     run.series.runs[status].inc();
     if (run.startedAt >= 0) run.series.duration[status].observe((performance.now() - run.startedAt) / 1000);
   }

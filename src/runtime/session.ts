@@ -33,6 +33,8 @@ export class Session implements RunContext {
   /** The first event that could not be appended; the run fails with it. */
   appendError: unknown;
   finished = false;
+  /** Set once the Runner has released the run's permit and forgotten it (internal). */
+  retired = false;
   /** Set for runs with a `conversation_id` before the workflow starts (see Runtime.createRun). */
   conversation: RunConversation | undefined = undefined;
 
