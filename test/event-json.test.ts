@@ -168,3 +168,4 @@ describe('splitWords (echo)', () => {
     }
   });
 });
+

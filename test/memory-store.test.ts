@@ -159,6 +159,30 @@ describe('MemoryStore event log', () => {
     expect(() => store.appendTokenNow(randomUUID(), 'e', 's1')).toThrow(/no event log/);
   });
 
+  it('reads a finished run back exactly as it was, whatever its members hold, lists it, and refuses changes to it', async () => {
+    const store = makeStore();
+    const run = await created(store, {
+      conversation_id: 'c"1',
+      input: { text: 'é\n"x"', n: [1, 2.5, null], nested: { deep: true } },
+      metadata: { tag: 'a\u2028b', n: 3 },
+      usage: { prompt_tokens: 3, completion_tokens: 4, total_tokens: 7 },
+    });
+    store.appendTokenNow(run.id, 'tok', 's1');
+    const patch = { status: 'failed' as const, error: { code: 'internal' as const, message: 'bad "thing"' }, output: { partial: '😀' }, finished_at: new Date().toISOString() };
+    expect(await store.update(run.id, patch, ['running'])).toBe(run);
+    await store.append(run.id, 'run.failed', { error: patch.error });
+    const asTheRunnerHoldsIt = structuredClone(run);
+    const back = await store.get(run.id);
+    expect(back).toEqual(asTheRunnerHoldsIt);
+    expect((await store.list({ userId: 'alice', limit: 10 })).data).toEqual([asTheRunnerHoldsIt]);
+    expect((await store.list({ userId: 'alice', limit: 10, status: 'failed', conversationId: 'c"1' })).data).toHaveLength(1);
+    expect(() => store.appendNow(run.id, 'token', { delta: 'late' })).toThrow(/terminal event/);
+    expect(await store.update(run.id, { status: 'cancelled' }, ['queued', 'running'])).toBeUndefined();
+    const events = await collect(store.read(run.id, 0));
+    expect(events.map((e) => e.type)).toEqual(['token', 'run.failed']);
+    expect(JSON.parse(events[1]!.json).data).toEqual({ error: patch.error });
+  });
+
   it('refuses events after the terminal event and for unknown runs', async () => {
     const store = makeStore();
     const run = await created(store);
