@@ -76,13 +76,14 @@ export async function runRoutes(app: FastifyInstance, options: RunRoutesOptions)
       if (body.metadata !== undefined) req.metadata = body.metadata;
       if (body.timeout_ms !== undefined) req.timeoutMs = body.timeout_ms;
       const started = runtime.startRun(req);
-      if (started instanceof Promise) return started.then((session) => answer(request, reply, session));
+      // Another store starts runs asynchronously: Fastify waits on the reply (a thenable) until sent.
+      if (started instanceof Promise) return started.then((session) => answer(request, reply, session) ?? reply);
       return answer(request, reply, started);
     },
   );
 
   /** Answers `POST /runs` for a started run: 202, the SSE stream, or the finished Run. */
-  function answer(request: FastifyRequest<{ Body: CreateRunBody }>, reply: FastifyReply, session: Session): FastifyReply | Promise<FastifyReply> {
+  function answer(request: FastifyRequest<{ Body: CreateRunBody }>, reply: FastifyReply, session: Session): FastifyReply | Promise<FastifyReply> | undefined {
     const body = request.body;
     const run = session.run;
     if (body.background) {
@@ -102,8 +103,9 @@ export async function runRoutes(app: FastifyInstance, options: RunRoutesOptions)
     reply.raw.once('close', onClientGone);
     // A client that left while the run was being created (its 'close' already fired) is gone too.
     if (reply.raw.destroyed) onClientGone();
-    // The reply is returned at once and sent when the run ends (an error goes through the same
-    // error handler as a thrown one): no promise for Fastify to wait on.
+    // Sent when the run ends (an error goes through the same error handler as a thrown one), and
+    // nothing is returned: Fastify then waits on no promise. (Returning `reply` would not do: a
+    // reply is a thenable, and awaiting one sets up stream-end listeners on every request.)
     session.done.then(
       (finished) => {
         reply.raw.off('close', onClientGone);
@@ -114,7 +116,7 @@ export async function runRoutes(app: FastifyInstance, options: RunRoutesOptions)
         reply.send(err);
       },
     );
-    return reply;
+    return undefined;
   }
 
   r.get(

@@ -853,6 +853,23 @@ describe('health', () => {
     expect(res.headers['content-type']).toMatch(/^application\/problem\+json/);
   });
 
+  it('POST /runs answers the same when the store creates runs asynchronously (a store without createNow)', async () => {
+    const app = await newApp();
+    const store = app.runtime.store as { createNow?: (run: unknown) => void; create: (run: unknown) => Promise<void> };
+    const createNow = store.createNow!.bind(store);
+    // Own properties shadowing the class's: the Runner sees no synchronous create, and creating
+    // resolves only on a later tick, as a networked store would.
+    Object.defineProperty(store, 'createNow', { value: undefined, configurable: true });
+    Object.defineProperty(store, 'create', { value: async (run: unknown) => { await tick(); createNow(run); }, configurable: true });
+    const blocking = await post(app, { input: 'two words' });
+    expect(blocking.statusCode).toBe(200);
+    expect(blocking.json()).toMatchObject({ status: 'succeeded', output: 'two words' });
+    const background = await post(app, { input: 'x', background: true });
+    expect(background.statusCode).toBe(202);
+    expectProblem(await post(app, { workflow: 'nope', input: 'x' }), 'invalid_request');
+    expectProblem(await post(app, { workflow: 'boom', input: 'x' }), 'internal');
+  });
+
   it('a run whose record cannot be written leaves the queue at once and creates nothing', async () => {
     // A queue timeout far beyond the test: the waiter must leave because its run failed, not by timing out.
     const app = await newApp({ runtime: { max_concurrency: 1, queue_timeout_ms: 3_600_000 } });
