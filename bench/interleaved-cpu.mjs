@@ -31,7 +31,9 @@ async function freePort() {
 async function start(label) {
   const dist = process.env[`${label}_DIST`] ?? 'dist';
   const port = await freePort();
-  const child = spawn(process.execPath, [`${dist}/src/server.js`], {
+  // Node flags for one side (NODE_OPTIONS refuses some, e.g. --single-threaded-gc): A_NODE_FLAGS='--flag'.
+  const flags = (process.env[`${label}_NODE_FLAGS`] ?? '').split(' ').filter(Boolean);
+  const child = spawn(process.execPath, [...flags, `${dist}/src/server.js`], {
     env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn', RUNWAY_ECHO_DELAY_MS: '0', ...JSON.parse(process.env[`${label}_ENV`] ?? '{}') },
     stdio: ['ignore', 'ignore', 'inherit'],
   });
@@ -64,7 +66,10 @@ async function burst(s) {
 }
 
 const a = await start('A');
-const b = await start('B');
+const b = await start('B').catch((err) => {
+  a.child.kill('SIGTERM');
+  throw err;
+});
 try {
   // Warm-up past the JIT and, with the default 10,000 retained runs, into steady-state retention.
   await autocannon({ ...a.opts, amount: 20_000 });
