@@ -106,16 +106,11 @@ export async function runRoutes(app: FastifyInstance, options: RunRoutesOptions)
     // Sent when the run ends (an error goes through the same error handler as a thrown one), and
     // nothing is returned: Fastify then waits on no promise. (Returning `reply` would not do: a
     // reply is a thenable, and awaiting one sets up stream-end listeners on every request.)
-    session.done.then(
-      (finished) => {
-        reply.raw.off('close', onClientGone);
-        reply.send(finished.status === 'succeeded' ? finished : runOutcomeError(finished, session));
-      },
-      (err: unknown) => {
-        reply.raw.off('close', onClientGone);
-        reply.send(err);
-      },
-    );
+    const send = (payload: unknown) => {
+      reply.raw.off('close', onClientGone);
+      reply.send(payload);
+    };
+    session.done.then((finished) => send(finished.status === 'succeeded' ? finished : runOutcomeError(finished, session)), send);
     return undefined;
   }
 

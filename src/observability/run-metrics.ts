@@ -1,4 +1,5 @@
 import { collectDefaultMetrics, Gauge, Registry } from 'prom-client';
+import { DeferredDeletes } from '../runtime/deferred-deletes.js';
 import type { RunEventType } from '../store/event-log.js';
 import type { StepEventData } from '../runtime/step.js';
 import type { AdmissionStats } from '../runtime/session-manager.js';
@@ -86,13 +87,9 @@ export class RunMetrics implements RunEventObserver {
   private readonly workflows = new Map<string, WorkflowSeries>();
   private readonly llms = new Map<string, LlmSeries>();
   private readonly tools = new Map<string, ToolSeries>();
-  /**
-   * Runs between `run.queued` and their terminal event. Finished ones are deleted in batches: a
-   * Map that keeps dropping below a quarter of its capacity is shrunk by the runtime on delete,
-   * which with few runs in flight happened on nearly every run.
-   */
+  /** Runs between `run.queued` and their terminal event; finished ones are marked and deleted in batches. */
   private readonly live = new Map<string, LiveRun>();
-  private readonly finishedIds: string[] = [];
+  private readonly finishedRuns = new DeferredDeletes(this.live);
 
   constructor(admission: AdmissionSource, workflowNames: Iterable<string>) {
     const registry = this.registry;
@@ -241,11 +238,7 @@ export class RunMetrics implements RunEventObserver {
     const run = this.live.get(runId);
     if (run === undefined || run.finished) return;
     run.finished = true;
-    this.finishedIds.push(runId);
-    if (this.finishedIds.length >= 64) {
-      for (const id of this.finishedIds) this.live.delete(id);
-      this.finishedIds.length = 0;
-    }
+    this.finishedRuns.delete(runId);
     run.series.runs[status].inc();
     if (run.startedAt >= 0) run.series.duration[status].observe((performance.now() - run.startedAt) / 1000);
   }

@@ -1,3 +1,4 @@
+import { DeferredDeletes } from './deferred-deletes.js';
 import { randomId } from './random-id.js';
 import type { Logger } from './logger.js';
 import { RunwayError, isAbortError, type ErrorCode } from '../errors.js';
@@ -50,13 +51,9 @@ const ACTIVE: readonly Run['status'][] = ['queued', 'running'];
  *   const run = await session.done   // the finished Run
  */
 export class Runner {
-  /**
-   * Runs executing here, by id. Finished ones are taken out in batches (`retire`): deleting from a
-   * Map that drops to a quarter of its capacity shrinks it in the runtime, and with a handful of
-   * runs in flight that happened on nearly every run (seen in profiles).
-   */
+  /** Runs executing here, by id. Finished ones are marked `retired` and taken out in batches. */
   private readonly active = new Map<string, Session>();
-  private readonly retired: string[] = [];
+  private readonly retired = new DeferredDeletes(this.active);
   private liveCount = 0;
   /** Store writes of runs being created: not in `active` yet, but shutdown must wait for them. */
   private readonly creating = new Set<Promise<void>>();
@@ -238,11 +235,7 @@ export class Runner {
     if (s.retired) return;
     s.retired = true;
     this.liveCount--;
-    this.retired.push(s.run_id);
-    if (this.retired.length >= 64 || this.liveCount === 0 && this.retired.length >= 16) {
-      for (const id of this.retired) this.active.delete(id);
-      this.retired.length = 0;
-    }
+    this.retired.delete(s.run_id);
   }
 
   /** Maps what ended a run to its error; null means it was cancelled. */
