@@ -183,6 +183,19 @@ describe('MemoryStore event log', () => {
     expect(JSON.parse(events[1]!.json).data).toEqual({ error: patch.error });
   });
 
+  it('keeps finished runs outside the heap in buffers that stay flat under churn', async () => {
+    const store = makeStore({ maxRuns: 50 });
+    const text = 'word '.repeat(200);
+    for (let i = 0; i < 2000; i++) {
+      const run = await created(store, { input: text });
+      store.appendTokenNow(run.id, text, 's1');
+      await finish(store, run);
+    }
+    expect(store.size).toBe(50);
+    // 50 runs of ~3 kB each: one or two 1 MiB buffers, not the 2,000 runs' worth (~6 MB).
+    expect(store.finishedBytes).toBeLessThanOrEqual(2 << 20);
+  });
+
   it('refuses events after the terminal event and for unknown runs', async () => {
     const store = makeStore();
     const run = await created(store);

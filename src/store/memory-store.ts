@@ -3,6 +3,7 @@ import { EventLogFullError, TERMINAL_EVENT_TYPES, type EventLog, type ReadOption
 import { TERMINAL_STATUSES, type Run, type RunStatus } from './run.js';
 import { isoAt } from './iso-clock.js';
 import { jsonString } from './json-text.js';
+import { RunArena, type SealedRun } from './run-arena.js';
 import { RunwayError } from '../errors.js';
 
 export interface MemoryStoreOptions {
@@ -46,9 +47,25 @@ class Entry {
 
   constructor(
     readonly run: Run,
-    readonly seq: number,
+    baseMs = Date.now(),
   ) {
-    this.baseMs = Date.now();
+    this.baseMs = baseMs;
+  }
+
+  /** A read-only view of a run taken back from the arena, for its readers. */
+  static opened(parts: SealedRun): Entry {
+    const entry = new Entry(parts.run, parts.baseMs);
+    entry.meta.push(...parts.meta);
+    entry.tokenSteps = parts.tokenSteps;
+    entry.blob = parts.blob;
+    entry.live = undefined;
+    entry.terminal = true;
+    return entry;
+  }
+
+  /** What the arena keeps of a run with its terminal event. */
+  sealed(): SealedRun {
+    return { userId: this.run.user_id, run: this.run, baseMs: this.baseMs, tokenSteps: this.tokenSteps, meta: this.meta, blob: this.blob };
   }
 
   get count(): number {
@@ -109,18 +126,23 @@ interface UserIndex {
   live: number;
 }
 
-/** A FIFO of finished run ids; `shift` is O(1) amortised. */
+/** A FIFO of finished run ids with the time each finished; `shift` is O(1) amortised. */
 class IdQueue {
   private items: string[] = [];
+  private times: number[] = [];
   private head = 0;
   get size(): number {
     return this.items.length - this.head;
   }
-  push(id: string): void {
+  push(id: string, finishedAtMs: number): void {
     this.items.push(id);
+    this.times.push(finishedAtMs);
   }
   peek(): string | undefined {
     return this.items[this.head];
+  }
+  peekTime(): number {
+    return this.times[this.head]!;
   }
   shift(): string | undefined {
     const id = this.items[this.head];
@@ -128,6 +150,7 @@ class IdQueue {
     this.head++;
     if (this.head > 1024 && this.head * 2 > this.items.length) {
       this.items = this.items.slice(this.head);
+      this.times = this.times.slice(this.head);
       this.head = 0;
     }
     return id;
@@ -142,7 +165,9 @@ class IdQueue {
  *   const store = new MemoryStore({ runTtlS: 3600, maxRuns: 10_000, maxEventsPerRun: 10_000 })
  */
 export class MemoryStore implements RunStore, EventLog, CancelBus {
-  private readonly entries = new Map<string, Entry>();
+  /** Runs by id: the Entry of a live run, or the arena handle of a finished one. */
+  private readonly entries = new Map<string, Entry | number>();
+  private readonly arena = new RunArena();
   private readonly users = new Map<string, UserIndex>();
   private readonly finished = new IdQueue();
   private readonly cancelHandlers = new Set<(runId: string) => void>();
@@ -166,18 +191,23 @@ export class MemoryStore implements RunStore, EventLog, CancelBus {
 
   createNow(run: Run): void {
     if (this.entries.has(run.id)) throw new Error(`Run ${run.id} already exists`);
-    const entry = new Entry(run, ++this.seq);
+    const entry = new Entry(run);
     this.entries.set(run.id, entry);
     let index = this.users.get(run.user_id);
     if (!index) this.users.set(run.user_id, (index = { seqs: [], ids: [], live: 0 }));
-    index.seqs.push(entry.seq);
+    index.seqs.push(++this.seq);
     index.ids.push(run.id);
     index.live++;
     this.maybeFinished(entry);
   }
 
   async get(id: string): Promise<Run | undefined> {
-    return this.entries.get(id)?.run;
+    return this.runOf(this.entries.get(id));
+  }
+
+  /** The Run of a live entry, or a fresh copy of a finished one. */
+  private runOf(value: Entry | number | undefined): Run | undefined {
+    return typeof value === 'number' ? this.arena.run(value) : value?.run;
   }
 
   async update(id: string, patch: Partial<Run>, expect: readonly RunStatus[]): Promise<Run | undefined> {
@@ -202,15 +232,14 @@ export class MemoryStore implements RunStore, EventLog, CancelBus {
     if (cursorSeq !== undefined) i = lowerBound(index.seqs, cursorSeq) - 1;
     let lastSeq = 0;
     for (; i >= 0; i--) {
-      const entry = this.entries.get(index.ids[i]!);
-      if (!entry) continue;
-      const run = entry.run;
+      const run = this.runOf(this.entries.get(index.ids[i]!));
+      if (!run) continue;
       if (query.status !== undefined && run.status !== query.status) continue;
       if (query.workflow !== undefined && run.workflow !== query.workflow) continue;
       if (query.conversationId !== undefined && run.conversation_id !== query.conversationId) continue;
       if (data.length === query.limit) return { data, nextCursor: encodeCursor(lastSeq) };
       data.push(run);
-      lastSeq = entry.seq;
+      lastSeq = index.seqs[i]!;
     }
     return { data, nextCursor: null };
   }
@@ -237,7 +266,10 @@ export class MemoryStore implements RunStore, EventLog, CancelBus {
   /** The entry an event of `type` may be appended to, or the reason it may not. */
   private appendable(runId: string, type: RunEventType): Entry {
     const entry = this.entry(runId);
-    if (!entry) throw new Error(`Run ${runId} has no event log`);
+    if (!entry) {
+      if (typeof this.entries.get(runId) === 'number') throw new Error(`Run ${runId} already has its terminal event`);
+      throw new Error(`Run ${runId} has no event log`);
+    }
     if (entry.terminal) throw new Error(`Run ${runId} already has its terminal event`);
     if (entry.count >= this.options.maxEventsPerRun - 1 && !TERMINAL_EVENT_TYPES.has(type)) {
       throw new EventLogFullError(runId, this.options.maxEventsPerRun);
@@ -269,7 +301,8 @@ export class MemoryStore implements RunStore, EventLog, CancelBus {
     const last = this.lastEntry;
     if (last !== undefined && last.run.id === runId) return last;
     const entry = this.entries.get(runId);
-    if (entry !== undefined) this.lastEntry = entry;
+    if (entry === undefined || typeof entry === 'number') return undefined;
+    this.lastEntry = entry;
     return entry;
   }
 
@@ -284,8 +317,9 @@ export class MemoryStore implements RunStore, EventLog, CancelBus {
     let next = Math.max(0, afterId);
     // Held for the whole read: a run evicted while a reader is still catching up keeps its events
     // for that reader, so a follower never loses the terminal event it was woken for.
-    const entry = this.entries.get(runId);
-    if (!entry) return;
+    const value = this.entries.get(runId);
+    if (value === undefined) return;
+    const entry = typeof value === 'number' ? Entry.opened(this.arena.open(value)) : value;
     for (;;) {
       while (next < entry.count) {
         const i = next++;
@@ -298,7 +332,8 @@ export class MemoryStore implements RunStore, EventLog, CancelBus {
 
   /** Readers currently parked on a run (tests use it to prove a gone reader left no subscription). */
   subscriberCount(runId: string): number {
-    return this.entries.get(runId)?.waiters?.size ?? 0;
+    const value = this.entries.get(runId);
+    return typeof value === 'number' ? 0 : (value?.waiters?.size ?? 0);
   }
 
   // ---- CancelBus ----
@@ -314,6 +349,11 @@ export class MemoryStore implements RunStore, EventLog, CancelBus {
 
   // ---- retention ----
 
+  /** Bytes of buffers holding finished runs (tests use it to prove memory stays flat). */
+  get finishedBytes(): number {
+    return this.arena.bytes;
+  }
+
   /** Number of runs held (running and finished). */
   get size(): number {
     return this.entries.size;
@@ -323,10 +363,9 @@ export class MemoryStore implements RunStore, EventLog, CancelBus {
   sweep(): void {
     const cutoff = this.now() - this.options.runTtlS * 1000;
     for (let id = this.finished.peek(); id !== undefined; id = this.finished.peek()) {
-      const entry = this.entries.get(id);
-      if (entry && entry.finishedAtMs > cutoff) break;
+      if (this.finished.peekTime() > cutoff) break;
       this.finished.shift();
-      if (entry) this.evict(entry);
+      this.evict(id);
     }
   }
 
@@ -345,31 +384,53 @@ export class MemoryStore implements RunStore, EventLog, CancelBus {
   }
 
   private markFinished(entry: Entry): void {
-    entry.finishedAtMs = this.now();
-    this.finished.push(entry.run.id);
-    while (this.finished.size > this.options.maxRuns) {
-      const oldest = this.entries.get(this.finished.shift()!);
-      if (oldest) this.evict(oldest);
+    const finishedAtMs = (entry.finishedAtMs = this.now());
+    const id = entry.run.id;
+    // A complete log moves to the arena and the live Entry is let go (readers still following it
+    // keep it). A run without events (created outside the Runner) stays as it is.
+    if (entry.terminal) {
+      let handle: number | undefined;
+      try {
+        handle = this.arena.put(entry.sealed());
+      } catch {
+        // JSON.stringify refused a member (only a toJSON that changed its mind since the Runner
+        // serialized it): the run stays on the heap.
+      }
+      if (handle !== undefined) {
+        this.entries.set(id, handle);
+        if (this.lastEntry === entry) this.lastEntry = undefined;
+      }
     }
+    this.finished.push(id, finishedAtMs);
+    while (this.finished.size > this.options.maxRuns) this.evict(this.finished.shift()!);
   }
 
-  private evict(entry: Entry): void {
-    this.entries.delete(entry.run.id);
-    if (this.lastEntry === entry) this.lastEntry = undefined;
-    entry.evicted = true;
-    // Readers parked on it (possible only for a log without its terminal event) end instead of hanging.
-    if (entry.waiters !== undefined && entry.waiters.size > 0) {
-      for (const wake of entry.waiters) wake();
-      entry.waiters.clear();
+  private evict(id: string): void {
+    const value = this.entries.get(id);
+    if (value === undefined) return;
+    this.entries.delete(id);
+    let userId: string;
+    if (typeof value === 'number') {
+      userId = this.arena.userId(value);
+      this.arena.free(value);
+    } else {
+      userId = value.run.user_id;
+      value.evicted = true;
+      if (this.lastEntry === value) this.lastEntry = undefined;
+      // Readers parked on it (possible only for a log without its terminal event) end instead of hanging.
+      if (value.waiters !== undefined && value.waiters.size > 0) {
+        for (const wake of value.waiters) wake();
+        value.waiters.clear();
+      }
     }
-    const index = this.users.get(entry.run.user_id);
+    const index = this.users.get(userId);
     if (!index) return;
     index.live--;
     if (index.live === 0) {
-      this.users.delete(entry.run.user_id);
+      this.users.delete(userId);
     } else if (index.ids.length > 64 && index.live * 2 < index.ids.length) {
-      const keep = index.ids.map((id, i) => [id, index.seqs[i]!] as const).filter(([id]) => this.entries.has(id));
-      index.ids = keep.map(([id]) => id);
+      const keep = index.ids.map((runId, i) => [runId, index.seqs[i]!] as const).filter(([runId]) => this.entries.has(runId));
+      index.ids = keep.map(([runId]) => runId);
       index.seqs = keep.map(([, seq]) => seq);
     }
   }

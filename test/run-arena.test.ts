@@ -1,0 +1,78 @@
+import { describe, expect, it } from 'vitest';
+import { RunArena, runJson, type SealedRun } from '../src/store/run-arena.js';
+import { zeroUsage, type Run } from '../src/store/run.js';
+
+const base: Run = {
+  id: 'r-1',
+  workflow: 'echo',
+  user_id: 'alice',
+  conversation_id: null,
+  status: 'succeeded',
+  input: 'hi "there"\n',
+  output: 'hi "there"\n',
+  error: null,
+  usage: zeroUsage(),
+  metadata: {},
+  created_at: '2026-11-25T12:00:00.000Z',
+  started_at: '2026-11-25T12:00:00.001Z',
+  finished_at: '2026-11-25T12:00:00.002Z',
+  last_event_id: 16,
+};
+
+function sealed(over: Partial<SealedRun> = {}): SealedRun {
+  return { userId: 'alice', run: base, baseMs: 1795600000000, tokenSteps: ['s1', 's"2'], meta: [2, 0, 1, 3, 3, 4_000_000, 0, 20], blob: 'a\nb{"x":"\\n"}\n', ...over };
+}
+
+describe('runJson', () => {
+  it.each<[string, Run]>([
+    ['a plain run', base],
+    ['a failed run with an error, metadata and a conversation', { ...base, status: 'failed', output: null, error: { code: 'internal', message: 'x"y' }, metadata: { a: [1, { b: 'é' }] }, conversation_id: 'c\n1' }],
+    ['a queued run', { ...base, status: 'queued', output: null, started_at: null, finished_at: null, input: { q: 1 } }],
+    ['usage that is not all numbers', { ...base, usage: { prompt_tokens: Number.NaN, completion_tokens: 1, total_tokens: 1 } }],
+  ])('writes %s as JSON.stringify does', (_label, run) => {
+    expect(runJson(run)).toBe(JSON.stringify(run));
+  });
+});
+
+describe('RunArena', () => {
+  it('gives back what it was given: the run as a fresh copy, the user, the numbers and the texts', () => {
+    const arena = new RunArena();
+    const parts = sealed({ userId: 'u\n"1" é' });
+    const handle = arena.put(parts)!;
+    expect(arena.open(handle)).toEqual(parts);
+    expect(arena.run(handle)).toEqual(base);
+    expect(arena.run(handle)).not.toBe(base);
+    expect(arena.userId(handle)).toBe('u\n"1" é');
+    const empty = sealed({ tokenSteps: undefined, meta: [], blob: '' });
+    expect(arena.open(arena.put(empty)!)).toEqual(empty);
+  });
+
+  it('keeps texts that UTF-8 cannot carry (lone surrogates) exactly', () => {
+    const arena = new RunArena();
+    for (const blob of ['\ud800', 'a\udc00b', '😀\ud83d', 'plain é 😀']) {
+      const parts = sealed({ blob, meta: [2, 0, 1, blob.length] });
+      expect(arena.open(arena.put(parts)!).blob).toBe(blob);
+    }
+  });
+
+  it('drops a buffer once every run in it is freed, and gives an oversized run a buffer of its own', () => {
+    const arena = new RunArena();
+    const oneMiB = 1 << 20;
+    const blob = 'x'.repeat(10_000);
+    const handles: number[] = [];
+    for (let i = 0; i < 300; i++) handles.push(arena.put(sealed({ blob, meta: [2, i, 0, blob.length] }))!);
+    expect(arena.bytes).toBeGreaterThanOrEqual(3 * oneMiB);
+    const big = 'y'.repeat(3 * oneMiB);
+    const bigHandle = arena.put(sealed({ blob: big, meta: [2, 0, 0, big.length] }))!;
+    expect(arena.open(bigHandle).blob).toBe(big);
+    for (const h of handles) arena.free(h);
+    // Only the buffer being written stays: the big run's (just over 3 MiB); the small runs' are gone.
+    expect(arena.bytes).toBeGreaterThan(3 * oneMiB);
+    expect(arena.bytes).toBeLessThan(4 * oneMiB);
+    expect(arena.open(bigHandle).blob).toBe(big);
+    // Writing goes on into new buffers, each dropped once left empty: one buffer remains.
+    arena.free(bigHandle);
+    for (let i = 0; i < 300; i++) arena.free(arena.put(sealed({ blob, meta: [2, i, 0, blob.length] }))!);
+    expect(arena.bytes).toBe(oneMiB);
+  });
+});
