@@ -48,13 +48,29 @@ const greetType = defineWorkflow({
   }),
 });
 
-const registry = { workflowTypes: [blockerType, boomType, upstreamType, greetType] };
+/** Returns nothing: a run that succeeds without an output. */
+const silentType = defineWorkflow({
+  type: 'silent',
+  configSchema: anyConfig('silent'),
+  create: (cfg, { name }) => ({
+    name,
+    type: 'silent',
+    description: cfg.description,
+    inputSchema: z.string(),
+    async run() {
+      return undefined;
+    },
+  }),
+});
+
+const registry = { workflowTypes: [blockerType, boomType, upstreamType, greetType, silentType] };
 const extraWorkflows = {
   echo2: { type: 'echo', token_delay_ms: 0 },
   blocker: { type: 'blocker' },
   boom: { type: 'boom' },
   upstream: { type: 'upstream' },
   greet: { type: 'greet' },
+  silent: { type: 'silent' },
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -568,6 +584,20 @@ describe('run failures: run_timeout (504), internal (500), upstream_error (502)'
     const run = (await get(app, `/runs/${body.run_id}`)).json();
     expect(run).toMatchObject({ status: 'failed', error: { code: 'run_timeout' } });
     expect(app.runtime.sessions.stats().inFlight).toBe(0);
+  });
+
+  it('a workflow that returns nothing succeeds with output null, in every answer that carries the run', async () => {
+    const app = await newApp();
+    const res = await post(app, { workflow: 'silent', input: 'x' });
+    expect(res.statusCode).toBe(200);
+    const run = res.json() as { id: string; output: unknown; status: string };
+    expect(run).toMatchObject({ status: 'succeeded', output: null });
+    expect((await get(app, `/runs/${run.id}`)).json()).toMatchObject({ output: null });
+    const list = await get(app, '/runs');
+    expect(list.statusCode).toBe(200);
+    expect((list.json() as { data: unknown[] }).data).toEqual([expect.objectContaining({ id: run.id, output: null })]);
+    const events = parseSse((await get(app, `/runs/${run.id}/stream`)).body);
+    expect(events.at(-1)).toMatchObject({ event: 'run.succeeded', data: { data: { output: null } } });
   });
 
   it('a workflow throwing a plain Error → 500 internal; its message appears nowhere a client can see', async () => {

@@ -197,10 +197,13 @@ export class Runner {
       s.emit('run.started', undefined);
       timer = setTimeout(() => s.abort('timeout'), Math.min(timeoutMs, MAX_TIMER_MS));
       rootStep = s.startWorkflowStep(s.run.input);
-      const output = await raceAbort(
+      const returned = await raceAbort(
         s,
         withRunContext(s, () => workflow.run(s.run.input, s)),
       );
+      // A workflow that returns nothing succeeded with no output: `null`, as the Run schema has it
+      // (undefined would vanish from the JSON and break every answer that carries the run).
+      const output = returned === undefined ? null : returned;
       rootStep.end({ output });
       // Checked after the WORKFLOW_END step, which carries the output: an output that cannot be
       // stored (a full log, or not serializable) fails the run here, before its status is final.
