@@ -1,8 +1,9 @@
 import { randomUUID } from 'node:crypto';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { RunwayError } from '../src/errors.js';
 import { EventLogFullError, type StoredEvent } from '../src/store/event-log.js';
 import { MemoryStore, type MemoryStoreOptions } from '../src/store/memory-store.js';
+import { RunArena } from '../src/store/run-arena.js';
 import { zeroUsage, type Run, type RunStatus } from '../src/store/run.js';
 import { tick, waitFor } from './support/runtime-test-kit.js';
 
@@ -194,6 +195,34 @@ describe('MemoryStore event log', () => {
     expect(store.size).toBe(50);
     // 50 runs of ~3 kB each: one or two 1 MiB buffers, not the 2,000 runs' worth (~6 MB).
     expect(store.finishedBytes).toBeLessThanOrEqual(2 << 20);
+  });
+
+  it('replays a finished run with more events than a function call may take arguments', async () => {
+    const store = makeStore({ maxEventsPerRun: 100_000 });
+    const run = await created(store);
+    for (let i = 0; i < 40_000; i++) store.appendTokenNow(run.id, `${i} `, 's1');
+    await finish(store, run);
+    const events = await collect(store.read(run.id, 0));
+    expect(events).toHaveLength(40_001);
+    expect(JSON.parse(events[39_999]!.json).data).toEqual({ delta: '39999 ', step_id: 's1' });
+  });
+
+  it('filters listings of finished runs without decoding the runs that do not match', async () => {
+    const store = makeStore();
+    for (let i = 0; i < 30; i++) {
+      const run = await created(store);
+      // With an event before its terminal one, as every Runner run has: its log is complete, so it is sealed.
+      store.appendTokenNow(run.id, 'x', 's1');
+      await finish(store, run, i === 7 ? 'failed' : 'succeeded');
+    }
+    const decode = vi.spyOn(RunArena.prototype, 'run');
+    try {
+      const page = await store.list({ userId: 'alice', limit: 10, status: 'failed' });
+      expect(page.data).toHaveLength(1);
+      expect(decode).toHaveBeenCalledTimes(1);
+    } finally {
+      decode.mockRestore();
+    }
   });
 
   it('refuses events after the terminal event and for unknown runs', async () => {

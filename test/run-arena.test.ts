@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { RunArena, runJson, type SealedRun } from '../src/store/run-arena.js';
 import { zeroUsage, type Run } from '../src/store/run.js';
 
@@ -74,5 +74,32 @@ describe('RunArena', () => {
     arena.free(bigHandle);
     for (let i = 0; i < 300; i++) arena.free(arena.put(sealed({ blob, meta: [2, i, 0, blob.length] }))!);
     expect(arena.bytes).toBe(oneMiB);
+  });
+
+  it('stays usable when a new buffer cannot be allocated', () => {
+    const arena = new RunArena();
+    const blob = 'x'.repeat(200_000);
+    const first = arena.put(sealed({ blob, meta: [2, 0, 0, blob.length] }))!;
+    const spy = vi.spyOn(Buffer, 'allocUnsafeSlow').mockImplementationOnce(() => {
+      throw new RangeError('Array buffer allocation failed');
+    });
+    try {
+      // Fills the current buffer until the next run needs a new one, which fails once.
+      expect(() => {
+        for (let i = 0; i < 10; i++) arena.put(sealed({ blob, meta: [2, 0, 0, blob.length] }));
+      }).toThrow(RangeError);
+    } finally {
+      spy.mockRestore();
+    }
+    const next = arena.put(sealed({ blob, meta: [2, 0, 0, blob.length] }))!;
+    expect(arena.open(next).blob).toBe(blob);
+    expect(arena.open(first).blob).toBe(blob);
+  });
+
+  it('reads what listings filter on without the rest of the run', () => {
+    const arena = new RunArena();
+    const handle = arena.put(sealed({ run: { ...base, status: 'failed', workflow: 'w"x', conversation_id: 'c1' } }))!;
+    expect(arena.summary(handle)).toEqual({ status: 'failed', workflow: 'w"x', conversation_id: 'c1' });
+    expect(arena.summary(arena.put(sealed())!)).toEqual({ status: 'succeeded', workflow: 'echo', conversation_id: null });
   });
 });

@@ -1,3 +1,4 @@
+import type { EventLog } from '../src/store/event-log.js';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import type { FastifyInstance } from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -222,6 +223,28 @@ describe('Runner lifecycle', () => {
     expect(run).toMatchObject({ status: 'failed', error: { code: 'upstream_error', message: 'The model answered 502' } });
     const { terminal } = await finishedLog(app, run);
     expect(terminal.data.error).toEqual({ code: 'upstream_error', message: 'The model answered 502' });
+  });
+});
+
+describe('Runner token events', () => {
+  it('a token that is not a string (untyped code) is recorded as its string, and the sealed log stays valid JSON', async () => {
+    const app = await appWith({
+      loose: async (_i, ctx) => {
+        const step = ctx.startStep('FUNCTION', 'loose');
+        ctx.token(123 as never, step.step_id);
+        ctx.token('after', step.step_id);
+        step.end();
+        return 'done';
+      },
+    });
+    const session = await start(app, 'loose');
+    expect((await session.done).status).toBe('succeeded');
+    const events = await readLog(app.runtime.store as unknown as EventLog, session.run_id);
+    expect(events.filter((e) => e.type === 'token').map((e) => e.data)).toEqual([
+      { delta: '123', step_id: 's1' },
+      { delta: 'after', step_id: 's1' },
+    ]);
+    expect(events.at(-1)?.type).toBe('run.succeeded');
   });
 });
 

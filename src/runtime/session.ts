@@ -147,7 +147,8 @@ export class Session implements RunContext {
       return;
     }
     try {
-      this.events.appendTokenNow(this.run.id, delta, stepId);
+      // The store keeps the text as it is: a non-string from untyped code becomes its string.
+      this.events.appendTokenNow(this.run.id, typeof delta === 'string' ? delta : String(delta), stepId);
     } catch (err) {
       this.onAppendError(err);
     }

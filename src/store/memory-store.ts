@@ -31,7 +31,7 @@ export interface MemoryStoreOptions {
  */
 class Entry {
   /** Four numbers per event: type code, ms since `baseMs`, token step (0: the text is JSON), end offset in the texts. */
-  private readonly meta: number[] = [];
+  private meta: number[] = [];
   /** Step ids of this run's raw token events; a token's third number is its index here plus one. */
   private tokenSteps: string[] | undefined;
   private readonly baseMs: number;
@@ -55,7 +55,8 @@ class Entry {
   /** A read-only view of a run taken back from the arena, for its readers. */
   static opened(parts: SealedRun): Entry {
     const entry = new Entry(parts.run, parts.baseMs);
-    entry.meta.push(...parts.meta);
+    // Assigned, not spread into push(): a long log has more numbers than a call may take arguments.
+    entry.meta = parts.meta;
     entry.tokenSteps = parts.tokenSteps;
     entry.blob = parts.blob;
     entry.live = undefined;
@@ -232,13 +233,15 @@ export class MemoryStore implements RunStore, EventLog, CancelBus {
     if (cursorSeq !== undefined) i = lowerBound(index.seqs, cursorSeq) - 1;
     let lastSeq = 0;
     for (; i >= 0; i--) {
-      const run = this.runOf(this.entries.get(index.ids[i]!));
-      if (!run) continue;
-      if (query.status !== undefined && run.status !== query.status) continue;
-      if (query.workflow !== undefined && run.workflow !== query.workflow) continue;
-      if (query.conversationId !== undefined && run.conversation_id !== query.conversationId) continue;
+      const value = this.entries.get(index.ids[i]!);
+      if (value === undefined) continue;
+      // A finished run is decoded only if it passes the filters.
+      const fields = typeof value === 'number' ? this.arena.summary(value) : value.run;
+      if (query.status !== undefined && fields.status !== query.status) continue;
+      if (query.workflow !== undefined && fields.workflow !== query.workflow) continue;
+      if (query.conversationId !== undefined && fields.conversation_id !== query.conversationId) continue;
       if (data.length === query.limit) return { data, nextCursor: encodeCursor(lastSeq) };
-      data.push(run);
+      data.push(typeof value === 'number' ? this.arena.run(value) : value.run);
       lastSeq = index.seqs[i]!;
     }
     return { data, nextCursor: null };

@@ -15,7 +15,7 @@ export interface SealedRun {
 const SLAB_BYTES = 1 << 20;
 /** Handles are `slot * SLAB_BYTES + offset`, kept below 2^30 so V8 stores them unboxed. */
 const SLOTS = 1 << 10;
-const HEADER_BYTES = 36;
+const HEADER_BYTES = 40;
 
 /**
  * Finished runs kept outside the JavaScript heap, in 1 MiB buffers filled one after the other.
@@ -30,7 +30,8 @@ const HEADER_BYTES = 36;
  *
  * Runs are evicted in the order they finished and are written in that order, so buffers empty in
  * order too; a buffer is dropped when its last run is freed. The arena holds at most 1,024 buffers
- * (1 GiB); when that is full `put` declines and the store keeps the run on the heap instead.
+ * (1 GiB, more if runs larger than 1 MiB each take a buffer of their own); when that is full `put`
+ * declines and the store keeps the run on the heap instead.
  *
  * @example
  *   const handle = arena.put(parts)   // a number, or undefined when full
@@ -52,12 +53,15 @@ export class RunArena {
     // JSON escapes lone surrogates, so these three are well-formed; raw token text may not be, and
     // UTF-8 would replace a lone surrogate: such a text is kept as UTF-16 instead.
     const userText = jsonString(p.userId);
-    const runText = runJson(p.run);
+    const r = p.run;
+    // What listings filter on, readable without decoding the whole run (its input and output can be megabytes).
+    const summaryText = `[${jsonString(r.status)},${jsonString(r.workflow)},${r.conversation_id === null ? 'null' : jsonString(r.conversation_id)}]`;
+    const runText = runJson(r);
     const stepsText = p.tokenSteps === undefined ? '' : JSON.stringify(p.tokenSteps);
     const blobEncoding: BufferEncoding = p.blob.isWellFormed() ? 'utf8' : 'utf16le';
     const n = p.meta.length;
     const size =
-      HEADER_BYTES + n * 4 + Buffer.byteLength(userText) + Buffer.byteLength(runText) + Buffer.byteLength(stepsText) + Buffer.byteLength(p.blob, blobEncoding);
+      HEADER_BYTES + n * 4 + Buffer.byteLength(userText) + Buffer.byteLength(summaryText) + Buffer.byteLength(runText) + Buffer.byteLength(stepsText) + Buffer.byteLength(p.blob, blobEncoding);
     const place = this.reserve(size);
     if (place === undefined) return undefined;
     const [slot, offset] = place;
@@ -66,12 +70,15 @@ export class RunArena {
     for (let i = 0; i < n; i++, o += 4) buf.writeUInt32LE(p.meta[i]!, o);
     const userBytes = buf.write(userText, o);
     o += userBytes;
+    const summaryBytes = buf.write(summaryText, o);
+    o += summaryBytes;
     const runBytes = buf.write(runText, o);
     o += runBytes;
     const stepsBytes = buf.write(stepsText, o);
     o += stepsBytes;
     const blobBytes = buf.write(p.blob, o, blobEncoding);
     buf.writeUInt32LE(blobEncoding === 'utf8' ? 0 : 1, offset + 32);
+    buf.writeUInt32LE(summaryBytes, offset + 36);
     buf.writeUInt32LE(size, offset);
     buf.writeUInt32LE(n, offset + 4);
     buf.writeDoubleLE(p.baseMs, offset + 8);
@@ -89,10 +96,18 @@ export class RunArena {
     return JSON.parse(buf.toString('utf8', start, start + buf.readUInt32LE(offset + 16))) as string;
   }
 
+  /** The members listings filter on. */
+  summary(handle: number): Pick<Run, 'status' | 'workflow' | 'conversation_id'> {
+    const [buf, offset] = this.locate(handle);
+    const start = offset + HEADER_BYTES + buf.readUInt32LE(offset + 4) * 4 + buf.readUInt32LE(offset + 16);
+    const [status, workflow, conversation_id] = JSON.parse(buf.toString('utf8', start, start + buf.readUInt32LE(offset + 36))) as [Run['status'], string, string | null];
+    return { status, workflow, conversation_id };
+  }
+
   /** A fresh copy of the Run. */
   run(handle: number): Run {
     const [buf, offset] = this.locate(handle);
-    const start = offset + HEADER_BYTES + buf.readUInt32LE(offset + 4) * 4 + buf.readUInt32LE(offset + 16);
+    const start = offset + HEADER_BYTES + buf.readUInt32LE(offset + 4) * 4 + buf.readUInt32LE(offset + 16) + buf.readUInt32LE(offset + 36);
     return JSON.parse(buf.toString('utf8', start, start + buf.readUInt32LE(offset + 20))) as Run;
   }
 
@@ -108,6 +123,7 @@ export class RunArena {
       return text;
     };
     const userId = JSON.parse(section(16)) as string;
+    section(36);
     const run = JSON.parse(section(20)) as Run;
     const steps = section(24);
     const blob = section(28, buf.readUInt32LE(offset + 32) === 0 ? 'utf8' : 'utf16le');
@@ -136,9 +152,11 @@ export class RunArena {
     for (let i = 1; i < SLOTS; i++) {
       const slot = (this.slot + i) % SLOTS;
       if (this.slabs[slot] !== undefined) continue;
+      // Allocated before anything changes: if it throws, the arena is as it was.
+      const slab = Buffer.allocUnsafeSlow(Math.max(SLAB_BYTES, size));
       // The buffer being left is dropped now if every run in it is already gone.
       if (this.liveRecords[this.slot] === 0) this.slabs[this.slot] = undefined;
-      this.slabs[slot] = Buffer.allocUnsafeSlow(Math.max(SLAB_BYTES, size));
+      this.slabs[slot] = slab;
       this.slot = slot;
       this.at = size;
       // A record larger than a buffer gets one of its own; its handle still fits (offset 0).
