@@ -5,7 +5,7 @@ import { ERROR_CODES, RunwayError, type ErrorCode } from '../src/errors.js';
 import { defineWorkflow } from '../src/workflows/define-workflow.js';
 import { makeApp, type TestAppOptions } from './support/app.js';
 import { tick } from './support/runtime-test-kit.js';
-import { blockerType, testWorkflowConfig as anyConfig, throwingType } from './support/test-workflows.js';
+import { blockerType, testWorkflowConfig as anyConfig, testWorkflowType, throwingType } from './support/test-workflows.js';
 
 // ---------------------------------------------------------------------------------------------
 // Workflow types only these tests need, registered through the real builder.
@@ -18,19 +18,7 @@ const SECRET = 'db password is hunter2 at 10.0.0.7';
 const boomType = throwingType('boom', () => new Error(SECRET));
 
 /** Fails the way an LLM provider outage surfaces. */
-const upstreamType = defineWorkflow({
-  type: 'upstream',
-  configSchema: anyConfig('upstream'),
-  create: (cfg, { name }) => ({
-    name,
-    type: 'upstream',
-    description: cfg.description,
-    inputSchema: z.string(),
-    async run() {
-      throw new RunwayError('upstream_error', 'The model provider answered 503');
-    },
-  }),
-});
+const upstreamType = throwingType('upstream', () => new RunwayError('upstream_error', 'The model provider answered 503'));
 
 /** Takes an object input, so "input does not fit the workflow" can point inside it. */
 const greetType = defineWorkflow({
@@ -49,19 +37,7 @@ const greetType = defineWorkflow({
 });
 
 /** Returns nothing: a run that succeeds without an output. */
-const silentType = defineWorkflow({
-  type: 'silent',
-  configSchema: anyConfig('silent'),
-  create: (cfg, { name }) => ({
-    name,
-    type: 'silent',
-    description: cfg.description,
-    inputSchema: z.string(),
-    async run() {
-      return undefined;
-    },
-  }),
-});
+const silentType = testWorkflowType('silent', async () => undefined);
 
 const registry = { workflowTypes: [blockerType, boomType, upstreamType, greetType, silentType] };
 const extraWorkflows = {

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import type { RunContext } from '../../src/runtime/run-context.js';
 import { defineWorkflow } from '../../src/workflows/define-workflow.js';
 
 /** Config schema of a test-only workflow type: just its `type` and an optional description. */
@@ -23,19 +24,18 @@ export const blockerType = defineWorkflow({
   }),
 });
 
-/** A workflow type `type` whose runs throw what `fail()` makes. */
-export function throwingType(type: string, fail: () => Error) {
+/** A workflow type `type`, taking a string input, whose runs do what `run` does. */
+export function testWorkflowType(type: string, run: (input: unknown, ctx: RunContext) => Promise<unknown>) {
   return defineWorkflow({
     type,
     configSchema: testWorkflowConfig(type),
-    create: (cfg, { name }) => ({
-      name,
-      type,
-      description: cfg.description,
-      inputSchema: z.string(),
-      async run() {
-        throw fail();
-      },
-    }),
+    create: (cfg, { name }) => ({ name, type, description: cfg.description, inputSchema: z.string(), run }),
+  });
+}
+
+/** A workflow type `type` whose runs throw what `fail()` makes. */
+export function throwingType(type: string, fail: () => Error) {
+  return testWorkflowType(type, async () => {
+    throw fail();
   });
 }
