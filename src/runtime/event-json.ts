@@ -1,5 +1,5 @@
 import { jsonMember, jsonString } from '../store/json-text.js';
-import type { Usage } from '../store/run.js';
+import { usageJson, type Usage } from '../store/run.js';
 import type { StepEventData } from './step.js';
 
 // The JSON text of the events every run writes, built without JSON.stringify's per-call cost
@@ -33,10 +33,6 @@ export function stepJson(step: StepEventData): string | undefined {
 /** `JSON.stringify({output, usage})` of a succeeded run, with the common string output quoted directly. */
 export function succeededJson(data: { output: unknown; usage: Usage }): string | undefined {
   const output = jsonMember(data.output);
-  const { prompt_tokens, completion_tokens, total_tokens } = data.usage;
-  const usage =
-    Number.isFinite(prompt_tokens) && Number.isFinite(completion_tokens) && Number.isFinite(total_tokens)
-      ? `{"prompt_tokens":${prompt_tokens},"completion_tokens":${completion_tokens},"total_tokens":${total_tokens}}`
-      : JSON.stringify(data.usage);
+  const usage = usageJson(data.usage);
   return output === undefined ? `{"usage":${usage}}` : `{"output":${output},"usage":${usage}}`;
 }

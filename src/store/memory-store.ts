@@ -260,21 +260,21 @@ export class MemoryStore implements RunStore, EventLog, CancelBus {
   }
 
   appendNow(runId: string, type: RunEventType, data: unknown, dataJson?: string): number {
-    const entry = this.appendable(runId, type);
     const terminal = TERMINAL_EVENT_TYPES.has(type);
+    const entry = this.appendable(runId, terminal);
     entry.push(type, dataJson ?? (data === undefined ? '{}' : JSON.stringify(data)));
     return this.appended(entry, terminal);
   }
 
-  /** The entry an event of `type` may be appended to, or the reason it may not. */
-  private appendable(runId: string, type: RunEventType): Entry {
+  /** The entry an event may be appended to (a terminal one even to a full log), or the reason it may not. */
+  private appendable(runId: string, terminal: boolean): Entry {
     const entry = this.entry(runId);
     if (!entry) {
       if (typeof this.entries.get(runId) === 'number') throw new Error(`Run ${runId} already has its terminal event`);
       throw new Error(`Run ${runId} has no event log`);
     }
     if (entry.terminal) throw new Error(`Run ${runId} already has its terminal event`);
-    if (entry.count >= this.options.maxEventsPerRun - 1 && !TERMINAL_EVENT_TYPES.has(type)) {
+    if (!terminal && entry.count >= this.options.maxEventsPerRun - 1) {
       throw new EventLogFullError(runId, this.options.maxEventsPerRun);
     }
     return entry;
@@ -310,7 +310,7 @@ export class MemoryStore implements RunStore, EventLog, CancelBus {
   }
 
   appendTokenNow(runId: string, delta: string, stepId: string): number {
-    const entry = this.appendable(runId, 'token');
+    const entry = this.appendable(runId, false);
     entry.pushToken(delta, stepId);
     return this.appended(entry, false);
   }

@@ -1,5 +1,5 @@
 import { jsonMember, jsonString } from './json-text.js';
-import type { Run } from './run.js';
+import { usageJson, type Run } from './run.js';
 
 /** A finished run's parts, as the memory store's event log holds them (see Entry in memory-store.ts). */
 export interface SealedRun {
@@ -175,22 +175,17 @@ export class RunArena {
 export function runJson(run: Run): string {
   const input = jsonMember(run.input);
   const output = jsonMember(run.output);
-  const u = run.usage;
   let metadata = '{}';
   for (const _ in run.metadata) {
     metadata = JSON.stringify(run.metadata);
     break;
   }
-  const usage =
-    Number.isFinite(u.prompt_tokens) && Number.isFinite(u.completion_tokens) && Number.isFinite(u.total_tokens)
-      ? `{"prompt_tokens":${u.prompt_tokens},"completion_tokens":${u.completion_tokens},"total_tokens":${u.total_tokens}}`
-      : JSON.stringify(u);
   return (
     `{"id":${jsonString(run.id)},"workflow":${jsonString(run.workflow)},"user_id":${jsonString(run.user_id)},` +
     `"conversation_id":${run.conversation_id === null ? 'null' : jsonString(run.conversation_id)},"status":${jsonString(run.status)}` +
     (input === undefined ? '' : `,"input":${input}`) +
     (output === undefined ? '' : `,"output":${output}`) +
-    `,"error":${run.error === null ? 'null' : JSON.stringify(run.error)},"usage":${usage},"metadata":${metadata}` +
+    `,"error":${run.error === null ? 'null' : JSON.stringify(run.error)},"usage":${usageJson(run.usage)},"metadata":${metadata}` +
     `,"created_at":${jsonString(run.created_at)},"started_at":${run.started_at === null ? 'null' : jsonString(run.started_at)}` +
     `,"finished_at":${run.finished_at === null ? 'null' : jsonString(run.finished_at)},"last_event_id":${run.last_event_id}}`
   );

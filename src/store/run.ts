@@ -39,3 +39,10 @@ export interface Run {
 export function zeroUsage(): Usage {
   return { prompt_tokens: 0, completion_tokens: 0, total_tokens: 0 };
 }
+
+/** `JSON.stringify(usage)`, written directly when its three counts are finite numbers (the usual case). */
+export function usageJson(u: Usage): string {
+  return Number.isFinite(u.prompt_tokens) && Number.isFinite(u.completion_tokens) && Number.isFinite(u.total_tokens)
+    ? `{"prompt_tokens":${u.prompt_tokens},"completion_tokens":${u.completion_tokens},"total_tokens":${u.total_tokens}}`
+    : JSON.stringify(u);
+}
