@@ -1,9 +1,15 @@
 // Measures, in one run on one machine, a bare Fastify JSON route and Runway's `POST /runs` on the
 // `echo` workflow with `token_delay_ms: 0`, each server in its own process, autocannon in this one.
 //
-//   npm run bench                       # builds, then 10 s per target, 50 connections
-//   BENCH_DURATION=20 BENCH_CONNECTIONS=100 BENCH_ROUNDS=5 npm run bench
+//   npm run bench                       # builds, then 10 rounds of 3 s bursts per target, 50 connections
+//   BENCH_DURATION=5 BENCH_CONNECTIONS=100 BENCH_ROUNDS=20 npm run bench
 //   BENCH_INPUTS='one input|another input' npm run bench    # echo inputs to measure, `|`-separated
+//
+// This VM's speed drifts by tens of percent from minute to minute (the bare route measured 11.4k
+// and 22.2k req/s in two rounds of one run). So every server is started once and kept up, and the
+// targets take turns in short bursts, in mirrored order (bare first in one round, last in the
+// next): drift hits the targets of one round alike, and each round's ratio is taken against that
+// round's bare route. The median of those ratios is the figure.
 //
 // Extra Node flags for the servers (e.g. NODE_FLAGS="--cpu-prof --cpu-prof-dir=prof") go through
 // NODE_FLAGS. Results are printed as a Markdown table for BENCHMARKS.md.
@@ -13,9 +19,10 @@ import { createServer } from 'node:net';
 import { cpus } from 'node:os';
 import autocannon from 'autocannon';
 
-const duration = Number(process.env.BENCH_DURATION ?? 10);
+const duration = Number(process.env.BENCH_DURATION ?? 3);
 const connections = Number(process.env.BENCH_CONNECTIONS ?? 50);
-const warmup = Number(process.env.BENCH_WARMUP ?? 3);
+const warmup = Number(process.env.BENCH_WARMUP ?? 5);
+const rounds = Number(process.env.BENCH_ROUNDS ?? 10);
 const nodeFlags = (process.env.NODE_FLAGS ?? '').split(' ').filter(Boolean);
 
 async function freePort(): Promise<number> {
@@ -43,7 +50,6 @@ async function waitUp(url: string, child: ChildProcess): Promise<void> {
 }
 
 interface Result {
-  name: string;
   reqPerSec: number;
   p50: number;
   p99: number;
@@ -51,60 +57,79 @@ interface Result {
   errors: number;
 }
 
-async function measure(name: string, args: string[], env: Record<string, string>, probe: string, input: string): Promise<Result> {
+interface Target {
+  name: string;
+  child: ChildProcess;
+  opts: autocannon.Options;
+  results: Result[];
+}
+
+async function start(name: string, args: string[], env: Record<string, string>, probe: string, input: string): Promise<Target> {
   const port = await freePort();
   const child = spawn(process.execPath, [...nodeFlags, ...args], {
     env: { ...process.env, ...env, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn' },
     stdio: ['ignore', 'inherit', 'inherit'],
   });
-  try {
-    const base = `http://127.0.0.1:${port}`;
-    await waitUp(`${base}${probe}`, child);
-    const body = JSON.stringify({ input });
-    const opts = { url: `${base}/runs`, method: 'POST' as const, headers: { 'content-type': 'application/json' }, body, connections };
-    await autocannon({ ...opts, duration: warmup });
-    const r = await autocannon({ ...opts, duration });
-    return { name, reqPerSec: r.requests.average, p50: r.latency.p50, p99: r.latency.p99, non2xx: r.non2xx, errors: r.errors };
-  } finally {
-    child.kill('SIGTERM');
-    await once(child, 'exit');
-  }
+  const base = `http://127.0.0.1:${port}`;
+  await waitUp(`${base}${probe}`, child);
+  const opts = { url: `${base}/runs`, method: 'POST' as const, headers: { 'content-type': 'application/json' }, body: JSON.stringify({ input }), connections };
+  return { name, child, opts, results: [] };
 }
 
-// This machine's speed drifts by tens of percent from minute to minute (a shared VM): the targets
-// are measured in alternating rounds and the ratio is taken per round, then the median reported.
-const rounds = Number(process.env.BENCH_ROUNDS ?? 3);
+async function burst(t: Target, seconds: number): Promise<Result> {
+  const r = await autocannon({ ...t.opts, duration: seconds });
+  return { reqPerSec: r.requests.average, p50: r.latency.p50, p99: r.latency.p99, non2xx: r.non2xx, errors: r.errors };
+}
+
 const inputs = (process.env.BENCH_INPUTS ?? 'hello from the benchmark, one word at a time|hi').split('|');
-const bareRuns: Result[] = [];
-const runwayRuns: Result[][] = inputs.map(() => []);
-for (let round = 0; round < rounds; round++) {
-  bareRuns.push(await measure('bare Fastify route', ['--import', 'tsx', 'bench/bare-server.ts'], {}, '/runs', inputs[0]!));
-  for (const [i, input] of inputs.entries()) {
-    // Runway runs from its build (`npm run bench` builds first), as `npm start` and the image do.
-    runwayRuns[i]!.push(
-      await measure(
-        `Runway POST /runs, echo (token_delay_ms 0), input of ${input.split(' ').length} word(s)`,
-        ['--enable-source-maps', 'dist/src/server.js'],
-        { RUNWAY_ECHO_DELAY_MS: '0', RUNWAY_CONFIG: 'config/runway.yaml' },
-        '/healthz',
-        input,
-      ),
-    );
+const targets: Target[] = [await start('bare Fastify route', ['--import', 'tsx', 'bench/bare-server.ts'], {}, '/runs', inputs[0]!)];
+for (const input of inputs) {
+  // Runway runs from its build (`npm run bench` builds first), as `npm start` and the image do,
+  // on its default settings (10,000 finished runs retained: the warm-up fills the store).
+  targets.push(
+    await start(
+      `Runway POST /runs, echo (token_delay_ms 0), input of ${input.split(' ').length} word(s)`,
+      ['--enable-source-maps', 'dist/src/server.js'],
+      { RUNWAY_ECHO_DELAY_MS: '0', RUNWAY_CONFIG: 'config/runway.yaml' },
+      '/healthz',
+      input,
+    ),
+  );
+}
+try {
+  for (const t of targets) await burst(t, warmup);
+  for (let round = 0; round < rounds; round++) {
+    const order = round % 2 === 0 ? targets : [...targets].reverse();
+    for (const t of order) t.results.push(await burst(t, duration));
+  }
+} finally {
+  for (const t of targets) {
+    t.child.kill('SIGTERM');
+    await once(t.child, 'exit');
   }
 }
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-const row = (r: Result, round: number, ratio?: number) =>
-  `| ${round + 1} | ${r.name} | ${Math.round(r.reqPerSec)} | ${r.p50} | ${r.p99} | ${r.non2xx} | ${r.errors} | ${ratio === undefined ? '' : `${(ratio * 100).toFixed(1)}%`} |`;
-console.log(`\nNode ${process.version}, ${cpus().length} CPUs (${cpus()[0]?.model ?? '?'}), ${connections} connections, ${duration} s per target after ${warmup} s warm-up, ${rounds} rounds\n`);
-console.log('| round | target | req/s | p50 ms | p99 ms | non-2xx | errors | of bare |');
-console.log('| --- | --- | --- | --- | --- | --- | --- | --- |');
+const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
+const [bare, ...runway] = targets as [Target, ...Target[]];
+const ratios = runway.map((t) => t.results.map((r, i) => r.reqPerSec / bare.results[i]!.reqPerSec));
+console.log(`\nNode ${process.version}, ${cpus().length} CPUs (${cpus()[0]?.model ?? '?'}), ${connections} connections, ${rounds} rounds of ${duration} s per target (mirrored order), ${warmup} s warm-up each\n`);
+console.log('| target | req/s median (min–max) | p50 ms | p99 ms | non-2xx | errors | of bare: median (min–max of rounds) |');
+console.log('| --- | --- | --- | --- | --- | --- | --- |');
+for (const [i, t] of targets.entries()) {
+  const rps = t.results.map((r) => r.reqPerSec);
+  const sum = (f: (r: Result) => number) => t.results.reduce((a, r) => a + f(r), 0);
+  const ratio = i === 0 ? '' : `${pct(median(ratios[i - 1]!))} (${pct(Math.min(...ratios[i - 1]!))}–${pct(Math.max(...ratios[i - 1]!))})`;
+  console.log(
+    `| ${t.name} | ${Math.round(median(rps))} (${Math.round(Math.min(...rps))}–${Math.round(Math.max(...rps))}) | ${median(t.results.map((r) => r.p50))} | ${median(t.results.map((r) => r.p99))} | ${sum((r) => r.non2xx)} | ${sum((r) => r.errors)} | ${ratio} |`,
+  );
+}
+console.log('\nPer round, req/s (ratio to that round\'s bare route):\n');
+console.log(`| round | ${targets.map((t) => t.name).join(' | ')} |`);
+console.log(`| --- | ${targets.map(() => '---').join(' | ')} |`);
 for (let round = 0; round < rounds; round++) {
-  console.log(row(bareRuns[round]!, round));
-  for (const runs of runwayRuns) console.log(row(runs[round]!, round, runs[round]!.reqPerSec / bareRuns[round]!.reqPerSec));
+  const cells = targets.map((t, i) => `${Math.round(t.results[round]!.reqPerSec)}${i === 0 ? '' : ` (${pct(ratios[i - 1]![round]!)})`}`);
+  console.log(`| ${round + 1} | ${cells.join(' | ')} |`);
 }
 console.log('');
-for (const runs of runwayRuns) {
-  const ratios = runs.map((r, i) => r.reqPerSec / bareRuns[i]!.reqPerSec);
-  console.log(`median ratio, ${runs[0]!.name}: ${(median(ratios) * 100).toFixed(1)}% of bare`);
-}
+for (const [i, t] of runway.entries()) console.log(`median ratio, ${t.name}: ${pct(median(ratios[i]!))} of bare`);
