@@ -197,6 +197,25 @@ describe('MemoryStore event log', () => {
     expect(store.finishedBytes).toBeLessThanOrEqual(2 << 20);
   });
 
+  it('never dates an event before the run\'s first one when the wall clock steps back', async () => {
+    const store = makeStore();
+    const run = await created(store);
+    const start = Date.now();
+    const clock = vi.spyOn(Date, 'now').mockReturnValue(start);
+    try {
+      store.appendNow(run.id, 'run.queued', {});
+      clock.mockReturnValue(start - 5_000);
+      store.appendTokenNow(run.id, 'a', 's1');
+      clock.mockReturnValue(start + 7);
+      await finish(store, run);
+    } finally {
+      clock.mockRestore();
+    }
+    // Read back from the arena, where times are unsigned offsets from the first event.
+    const times = (await collect(store.read(run.id, 0))).map((e) => Date.parse(JSON.parse(e.json).time) - start);
+    expect(times).toEqual([0, 0, 7]);
+  });
+
   it('replays a finished run with more events than a function call may take arguments', async () => {
     const store = makeStore({ maxEventsPerRun: 100_000 });
     const run = await created(store);

@@ -75,7 +75,8 @@ class Entry {
 
   push(type: RunEventType, text: string, tokenStep = 0): void {
     this.size += text.length;
-    this.meta.push(EVENT_CODES.get(type)!, Date.now() - this.baseMs, tokenStep, this.size);
+    // Never before the run's first event, even if the wall clock steps back (the offset is unsigned).
+    this.meta.push(EVENT_CODES.get(type)!, Math.max(0, Date.now() - this.baseMs), tokenStep, this.size);
     this.live!.push(text);
   }
 

@@ -16,6 +16,21 @@ const SLAB_BYTES = 1 << 20;
 /** Handles are `slot * SLAB_BYTES + offset`, kept below 2^30 so V8 stores them unboxed. */
 const SLOTS = 1 << 10;
 const HEADER_BYTES = 40;
+/** Above this many bytes at most, a record's exact size is counted before it is reserved. */
+const ESTIMATE_LIMIT = SLAB_BYTES >> 3;
+
+// Header fields, byte offsets within a record. The texts follow the event numbers in three parts,
+// each written by one call: `head` (the user id's JSON, then the listing summary), `body` (the
+// Run's JSON, then the token step ids' JSON) and the blob. Char counts split a part once decoded.
+const H_SIZE = 0;
+const H_COUNT = 4;
+const H_BASE_MS = 8;
+const H_USER_CHARS = 16;
+const H_HEAD_BYTES = 20;
+const H_RUN_CHARS = 24;
+const H_BODY_BYTES = 28;
+const H_BLOB_BYTES = 32;
+const H_BLOB_UTF16 = 36;
 
 /**
  * Finished runs kept outside the JavaScript heap, in 1 MiB buffers filled one after the other.
@@ -25,13 +40,15 @@ const HEADER_BYTES = 40;
  * old generation), ~3.6 kB per request, which made scavenges take ~6 ms instead of ~2 and garbage
  * collection the largest cost of a request. Bytes in a Buffer are not the collector's to copy or
  * scan: what a finished run leaves on the heap is its id and a number in a map. Writing the
- * record is a UTF-8 encode; reading it (replays, GET /runs/:id, listings: rare next to writes)
- * decodes and parses it.
+ * record is three UTF-8 encodes; reading it (replays, GET /runs/:id, listings: rare next to
+ * writes) decodes and parses it.
  *
  * Runs are evicted in the order they finished and are written in that order, so buffers empty in
- * order too; a buffer is dropped when its last run is freed. The arena holds at most 1,024 buffers
- * (1 GiB, more if runs larger than 1 MiB each take a buffer of their own); when that is full `put`
- * declines and the store keeps the run on the heap instead.
+ * order too. An emptied buffer is kept as the next one to write (one such spare at most), because a
+ * fresh buffer's pages are each a page fault when first written: in profiles that was as much
+ * CPU as the encoding. The arena holds at most 1,024 buffers (1 GiB, more if runs larger than
+ * 1 MiB each take a buffer of their own); when that is full `put` declines and the store keeps
+ * the run on the heap instead.
  *
  * @example
  *   const handle = arena.put(parts)   // a number, or undefined when full
@@ -40,106 +57,122 @@ const HEADER_BYTES = 40;
  */
 export class RunArena {
   private readonly slabs: Array<Buffer | undefined> = new Array(SLOTS).fill(undefined);
+  /** The same memory as `slabs`, as 32-bit words (records start 4-aligned). */
+  private readonly words: Array<Uint32Array | undefined> = new Array(SLOTS).fill(undefined);
   private readonly liveRecords = new Int32Array(SLOTS);
+  private spare: Buffer | undefined;
   private slot = 0;
   private at = 0;
 
   constructor() {
-    this.slabs[0] = Buffer.allocUnsafeSlow(SLAB_BYTES);
+    this.install(0, Buffer.allocUnsafeSlow(SLAB_BYTES));
   }
 
   /** Writes a finished run; its handle, or undefined when the arena is full. Throws what JSON.stringify throws. */
   put(p: SealedRun): number | undefined {
-    // JSON escapes lone surrogates, so these three are well-formed; raw token text may not be, and
-    // UTF-8 would replace a lone surrogate: such a text is kept as UTF-16 instead.
+    // JSON escapes lone surrogates, so head and body are well-formed; raw token text may not be,
+    // and UTF-8 would replace a lone surrogate: such a blob is kept as UTF-16 instead.
     const userText = jsonString(p.userId);
     const r = p.run;
     // What listings filter on, readable without decoding the whole run (its input and output can be megabytes).
-    const summaryText = `[${jsonString(r.status)},${jsonString(r.workflow)},${r.conversation_id === null ? 'null' : jsonString(r.conversation_id)}]`;
+    const head = `${userText}[${jsonString(r.status)},${jsonString(r.workflow)},${r.conversation_id === null ? 'null' : jsonString(r.conversation_id)}]`;
     const runText = runJson(r);
-    const stepsText = p.tokenSteps === undefined ? '' : JSON.stringify(p.tokenSteps);
-    const blobEncoding: BufferEncoding = p.blob.isWellFormed() ? 'utf8' : 'utf16le';
+    const body = p.tokenSteps === undefined ? runText : runText + JSON.stringify(p.tokenSteps);
+    const blob = p.blob;
+    const blobEncoding: BufferEncoding = blob.isWellFormed() ? 'utf8' : 'utf16le';
     const n = p.meta.length;
-    const size =
-      HEADER_BYTES + n * 4 + Buffer.byteLength(userText) + Buffer.byteLength(summaryText) + Buffer.byteLength(runText) + Buffer.byteLength(stepsText) + Buffer.byteLength(p.blob, blobEncoding);
+    // UTF-8 takes at most 3 bytes per UTF-16 unit: reserve that much and give back the rest, which
+    // spares counting every text's bytes first; a large record is counted exactly instead.
+    let size = HEADER_BYTES + n * 4 + 3 * (head.length + body.length) + (blobEncoding === 'utf8' ? 3 : 2) * blob.length;
+    if (size > ESTIMATE_LIMIT) {
+      size = HEADER_BYTES + n * 4 + Buffer.byteLength(head) + Buffer.byteLength(body) + Buffer.byteLength(blob, blobEncoding);
+    }
+    size = ((size + 3) >> 2) << 2;
     const place = this.reserve(size);
     if (place === undefined) return undefined;
     const [slot, offset] = place;
     const buf = this.slabs[slot]!;
-    let o = offset + HEADER_BYTES;
-    for (let i = 0; i < n; i++, o += 4) buf.writeUInt32LE(p.meta[i]!, o);
-    const userBytes = buf.write(userText, o);
-    o += userBytes;
-    const summaryBytes = buf.write(summaryText, o);
-    o += summaryBytes;
-    const runBytes = buf.write(runText, o);
-    o += runBytes;
-    const stepsBytes = buf.write(stepsText, o);
-    o += stepsBytes;
-    const blobBytes = buf.write(p.blob, o, blobEncoding);
-    buf.writeUInt32LE(blobEncoding === 'utf8' ? 0 : 1, offset + 32);
-    buf.writeUInt32LE(summaryBytes, offset + 36);
-    buf.writeUInt32LE(size, offset);
-    buf.writeUInt32LE(n, offset + 4);
-    buf.writeDoubleLE(p.baseMs, offset + 8);
-    buf.writeUInt32LE(userBytes, offset + 16);
-    buf.writeUInt32LE(runBytes, offset + 20);
-    buf.writeUInt32LE(stepsBytes, offset + 24);
-    buf.writeUInt32LE(blobBytes, offset + 28);
+    const words = this.words[slot]!;
+    const meta = p.meta;
+    for (let i = 0, w = (offset + HEADER_BYTES) >> 2; i < n; i++) words[w + i] = meta[i]!;
+    let o = offset + HEADER_BYTES + n * 4;
+    const headBytes = buf.write(head, o);
+    o += headBytes;
+    const bodyBytes = buf.write(body, o);
+    o += bodyBytes;
+    const blobBytes = buf.write(blob, o, blobEncoding);
+    o += blobBytes;
+    // Records stay 4-aligned, so the next one's numbers can be written as words.
+    const used = ((o - offset + 3) >> 2) << 2;
+    if (this.slot === slot && this.at === offset + size) this.at = offset + used;
+    buf.writeUInt32LE(used, offset + H_SIZE);
+    buf.writeUInt32LE(n, offset + H_COUNT);
+    buf.writeDoubleLE(p.baseMs, offset + H_BASE_MS);
+    buf.writeUInt32LE(userText.length, offset + H_USER_CHARS);
+    buf.writeUInt32LE(headBytes, offset + H_HEAD_BYTES);
+    buf.writeUInt32LE(runText.length, offset + H_RUN_CHARS);
+    buf.writeUInt32LE(bodyBytes, offset + H_BODY_BYTES);
+    buf.writeUInt32LE(blobBytes, offset + H_BLOB_BYTES);
+    buf.writeUInt32LE(blobEncoding === 'utf8' ? 0 : 1, offset + H_BLOB_UTF16);
     this.liveRecords[slot]!++;
     return slot * SLAB_BYTES + offset;
   }
 
   userId(handle: number): string {
     const [buf, offset] = this.locate(handle);
-    const start = offset + HEADER_BYTES + buf.readUInt32LE(offset + 4) * 4;
-    return JSON.parse(buf.toString('utf8', start, start + buf.readUInt32LE(offset + 16))) as string;
+    return JSON.parse(this.head(buf, offset).slice(0, buf.readUInt32LE(offset + H_USER_CHARS))) as string;
   }
 
   /** The members listings filter on. */
   summary(handle: number): Pick<Run, 'status' | 'workflow' | 'conversation_id'> {
     const [buf, offset] = this.locate(handle);
-    const start = offset + HEADER_BYTES + buf.readUInt32LE(offset + 4) * 4 + buf.readUInt32LE(offset + 16);
-    const [status, workflow, conversation_id] = JSON.parse(buf.toString('utf8', start, start + buf.readUInt32LE(offset + 36))) as [Run['status'], string, string | null];
+    const text = this.head(buf, offset).slice(buf.readUInt32LE(offset + H_USER_CHARS));
+    const [status, workflow, conversation_id] = JSON.parse(text) as [Run['status'], string, string | null];
     return { status, workflow, conversation_id };
   }
 
   /** A fresh copy of the Run. */
   run(handle: number): Run {
     const [buf, offset] = this.locate(handle);
-    const start = offset + HEADER_BYTES + buf.readUInt32LE(offset + 4) * 4 + buf.readUInt32LE(offset + 16) + buf.readUInt32LE(offset + 36);
-    return JSON.parse(buf.toString('utf8', start, start + buf.readUInt32LE(offset + 20))) as Run;
+    return JSON.parse(this.body(buf, offset).slice(0, buf.readUInt32LE(offset + H_RUN_CHARS))) as Run;
   }
 
   open(handle: number): SealedRun {
     const [buf, offset] = this.locate(handle);
-    const n = buf.readUInt32LE(offset + 4);
+    const n = buf.readUInt32LE(offset + H_COUNT);
     const meta: number[] = new Array(n);
-    let o = offset + HEADER_BYTES;
-    for (let i = 0; i < n; i++, o += 4) meta[i] = buf.readUInt32LE(o);
-    const section = (lengthAt: number, encoding: BufferEncoding = 'utf8') => {
-      const text = buf.toString(encoding, o, o + buf.readUInt32LE(offset + lengthAt));
-      o += buf.readUInt32LE(offset + lengthAt);
-      return text;
-    };
-    const userId = JSON.parse(section(16)) as string;
-    section(36);
-    const run = JSON.parse(section(20)) as Run;
-    const steps = section(24);
-    const blob = section(28, buf.readUInt32LE(offset + 32) === 0 ? 'utf8' : 'utf16le');
-    return { userId, run, baseMs: buf.readDoubleLE(offset + 8), tokenSteps: steps === '' ? undefined : (JSON.parse(steps) as string[]), meta, blob };
+    const words = this.words[Math.floor(handle / SLAB_BYTES)]!;
+    for (let i = 0, w = (offset + HEADER_BYTES) >> 2; i < n; i++) meta[i] = words[w + i]!;
+    const userId = JSON.parse(this.head(buf, offset).slice(0, buf.readUInt32LE(offset + H_USER_CHARS))) as string;
+    const body = this.body(buf, offset);
+    const runChars = buf.readUInt32LE(offset + H_RUN_CHARS);
+    const run = JSON.parse(body.slice(0, runChars)) as Run;
+    const tokenSteps = body.length === runChars ? undefined : (JSON.parse(body.slice(runChars)) as string[]);
+    const blobAt = offset + HEADER_BYTES + n * 4 + buf.readUInt32LE(offset + H_HEAD_BYTES) + buf.readUInt32LE(offset + H_BODY_BYTES);
+    const blob = buf.toString(buf.readUInt32LE(offset + H_BLOB_UTF16) === 0 ? 'utf8' : 'utf16le', blobAt, blobAt + buf.readUInt32LE(offset + H_BLOB_BYTES));
+    return { userId, run, baseMs: buf.readDoubleLE(offset + H_BASE_MS), tokenSteps, meta, blob };
   }
 
   free(handle: number): void {
     const slot = Math.floor(handle / SLAB_BYTES);
-    if (--this.liveRecords[slot]! === 0 && slot !== this.slot) this.slabs[slot] = undefined;
+    if (--this.liveRecords[slot]! === 0 && slot !== this.slot) this.drop(slot);
   }
 
-  /** Bytes held in buffers (for tests and diagnostics). */
+  /** Bytes held in buffers, the spare included (for tests and diagnostics). */
   get bytes(): number {
-    let total = 0;
+    let total = this.spare?.length ?? 0;
     for (const slab of this.slabs) if (slab) total += slab.length;
     return total;
+  }
+
+  private head(buf: Buffer, offset: number): string {
+    const at = offset + HEADER_BYTES + buf.readUInt32LE(offset + H_COUNT) * 4;
+    return buf.toString('utf8', at, at + buf.readUInt32LE(offset + H_HEAD_BYTES));
+  }
+
+  private body(buf: Buffer, offset: number): string {
+    const at = offset + HEADER_BYTES + buf.readUInt32LE(offset + H_COUNT) * 4 + buf.readUInt32LE(offset + H_HEAD_BYTES);
+    return buf.toString('utf8', at, at + buf.readUInt32LE(offset + H_BODY_BYTES));
   }
 
   /** Room for `size` bytes: in the current buffer, else in the next free slot (a buffer of its own when larger than one). */
@@ -152,17 +185,38 @@ export class RunArena {
     for (let i = 1; i < SLOTS; i++) {
       const slot = (this.slot + i) % SLOTS;
       if (this.slabs[slot] !== undefined) continue;
-      // Allocated before anything changes: if it throws, the arena is as it was.
-      const slab = Buffer.allocUnsafeSlow(Math.max(SLAB_BYTES, size));
+      // Taken or allocated before anything changes: if allocation throws, the arena is as it was.
+      let slab: Buffer;
+      if (size <= SLAB_BYTES && this.spare !== undefined) {
+        slab = this.spare;
+        this.spare = undefined;
+      } else {
+        slab = Buffer.allocUnsafeSlow(Math.max(SLAB_BYTES, size));
+      }
       // The buffer being left is dropped now if every run in it is already gone.
-      if (this.liveRecords[this.slot] === 0) this.slabs[this.slot] = undefined;
-      this.slabs[slot] = slab;
+      const left = this.slot;
+      this.install(slot, slab);
       this.slot = slot;
       this.at = size;
+      if (this.liveRecords[left] === 0) this.drop(left);
       // A record larger than a buffer gets one of its own; its handle still fits (offset 0).
       return [slot, 0];
     }
     return undefined;
+  }
+
+  private install(slot: number, slab: Buffer): void {
+    this.slabs[slot] = slab;
+    // allocUnsafeSlow buffers are not pooled: each starts its own ArrayBuffer, so offset 0 is aligned.
+    this.words[slot] = new Uint32Array(slab.buffer, slab.byteOffset, slab.length >> 2);
+  }
+
+  /** Lets go of an emptied buffer, keeping one standard-size buffer for reuse. */
+  private drop(slot: number): void {
+    const slab = this.slabs[slot]!;
+    if (this.spare === undefined && slab.length === SLAB_BYTES) this.spare = slab;
+    this.slabs[slot] = undefined;
+    this.words[slot] = undefined;
   }
 
   private locate(handle: number): [Buffer, number] {
