@@ -1,5 +1,7 @@
 import type { EventLog } from '../src/store/event-log.js';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import type { FastifyInstance } from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
 import { z } from 'zod';
@@ -249,6 +251,23 @@ describe('Runner token events', () => {
 });
 
 describe('Runner cancellation and timeouts', () => {
+  it('lets the collector have a finished run\'s Session at once, before its batch of map deletes', async () => {
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    const app = await appWith({ quick: async () => 'done' });
+    // One run: far fewer than a batch, so the run's key is still in the Runner's map.
+    const refs = await (async () => {
+      const s = await start(app, 'quick');
+      await s.done;
+      return { session: new WeakRef(s) };
+    })();
+    // A WeakRef keeps its target for the rest of the job that made it.
+    await yieldToLoop();
+    gc();
+    expect(refs.session.deref()).toBeUndefined();
+    expect(app.runtime.runner.activeCount).toBe(0);
+  });
+
   it('forgets finished runs at once for lookups, while still-running ones stay reachable among hundreds of finished ones', async () => {
     const gate = deferred();
     const app = await appWith({ quick: async () => 'done', gated: async (_i, ctx) => Promise.race([gate.promise, untilAborted(ctx.signal)]) });

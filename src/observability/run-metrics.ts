@@ -49,8 +49,6 @@ interface LiveRun {
   queuedAt: number;
   /** -1 until `run.started`. */
   startedAt: number;
-  /** Counted; its map entry goes with the next batch of deletes. */
-  finished: boolean;
 }
 
 /** Node's process metrics are the process's, not an app's: collected once, into their own registry. */
@@ -87,8 +85,8 @@ export class RunMetrics implements RunEventObserver {
   private readonly workflows = new Map<string, WorkflowSeries>();
   private readonly llms = new Map<string, LlmSeries>();
   private readonly tools = new Map<string, ToolSeries>();
-  /** Runs between `run.queued` and their terminal event; finished ones are marked and deleted in batches. */
-  private readonly live = new Map<string, LiveRun>();
+  /** Runs between `run.queued` and their terminal event; a finished one maps to undefined until its batch of deletes. */
+  private readonly live = new Map<string, LiveRun | undefined>();
   private readonly finishedRuns = new DeferredDeletes(this.live);
 
   constructor(admission: AdmissionSource, workflowNames: Iterable<string>) {
@@ -211,7 +209,6 @@ export class RunMetrics implements RunEventObserver {
           series: this.workflowSeries((data as { workflow: string }).workflow),
           queuedAt: performance.now(),
           startedAt: -1,
-          finished: false,
         });
         return;
       case 'run.started': {
@@ -236,8 +233,7 @@ export class RunMetrics implements RunEventObserver {
 
   private onFinished(runId: string, status: FinalStatus): void {
     const run = this.live.get(runId);
-    if (run === undefined || run.finished) return;
-    run.finished = true;
+    if (run === undefined) return;
     this.finishedRuns.delete(runId);
     run.series.runs[status].inc();
     if (run.startedAt >= 0) run.series.duration[status].observe((performance.now() - run.startedAt) / 1000);

@@ -51,8 +51,8 @@ const ACTIVE: readonly Run['status'][] = ['queued', 'running'];
  *   const run = await session.done   // the finished Run
  */
 export class Runner {
-  /** Runs executing here, by id. Finished ones are marked `retired` and taken out in batches. */
-  private readonly active = new Map<string, Session>();
+  /** Runs executing here, by id; a finished one maps to undefined until its batch of deletes. */
+  private readonly active = new Map<string, Session | undefined>();
   private readonly retired = new DeferredDeletes(this.active);
   private liveCount = 0;
   /** Store writes of runs being created: not in `active` yet, but shutdown must wait for them. */
@@ -226,12 +226,11 @@ export class Runner {
   }
 
   private live(runId: string): Session | undefined {
-    const session = this.active.get(runId);
-    return session === undefined || session.retired ? undefined : session;
+    return this.active.get(runId);
   }
 
   private lives(): Session[] {
-    return [...this.active.values()].filter((s) => !s.retired);
+    return [...this.active.values()].filter((s) => s !== undefined);
   }
 
   private retire(s: Session): void {
