@@ -103,14 +103,14 @@ export async function runRoutes(app: FastifyInstance, options: RunRoutesOptions)
     reply.raw.once('close', onClientGone);
     // A client that left while the run was being created (its 'close' already fired) is gone too.
     if (reply.raw.destroyed) onClientGone();
-    // Sent when the run ends (an error goes through the same error handler as a thrown one), and
-    // nothing is returned: Fastify then waits on no promise. (Returning `reply` would not do: a
+    // Sent when the run ends (an error goes through the same error handler as a thrown one), from
+    // a callback, and nothing is returned: Fastify then waits on no promise. (Returning `reply` would not do: a
     // reply is a thenable, and awaiting one sets up stream-end listeners on every request.)
     const send = (payload: unknown) => {
       reply.raw.off('close', onClientGone);
       reply.send(payload);
     };
-    session.done.then((finished) => send(finished.status === 'succeeded' ? finished : runOutcomeError(finished, session)), send);
+    session.whenDone((finished, err) => send(finished === undefined ? err : finished.status === 'succeeded' ? finished : runOutcomeError(finished, session)));
     return undefined;
   }
 

@@ -3,7 +3,7 @@ import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import type { FastifyInstance } from 'fastify';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { z } from 'zod';
 import { RunwayError } from '../src/errors.js';
 import { currentRunContext, type RunContext } from '../src/runtime/run-context.js';
@@ -225,6 +225,67 @@ describe('Runner lifecycle', () => {
     expect(run).toMatchObject({ status: 'failed', error: { code: 'upstream_error', message: 'The model answered 502' } });
     const { terminal } = await finishedLog(app, run);
     expect(terminal.data.error).toEqual({ code: 'upstream_error', message: 'The model answered 502' });
+  });
+});
+
+describe('Runner: the end of a run', () => {
+  it('tells every whenDone caller the final Run, at once when it has already ended; a caller that throws stops no other', async () => {
+    const gate = deferred();
+    const app = await appWith({
+      gated: async () => {
+        await gate.promise;
+        return 'ok';
+      },
+    });
+    const s = await start(app, 'gated');
+    const seen: Array<Run | undefined> = [];
+    const rethrown: unknown[] = [];
+    const queue = globalThis.queueMicrotask;
+    const spy = vi.spyOn(globalThis, 'queueMicrotask').mockImplementation((fn) =>
+      queue(() => {
+        try {
+          fn();
+        } catch (err) {
+          rethrown.push(err);
+        }
+      }),
+    );
+    try {
+      s.whenDone((run) => seen.push(run));
+      s.whenDone(() => {
+        throw new Error('one caller fails');
+      });
+      s.whenDone((run) => seen.push(run));
+      expect(seen).toEqual([]);
+      gate.resolve();
+      const run = await s.done;
+      expect(run.status).toBe('succeeded');
+      expect(seen).toEqual([run, run]);
+      expect(rethrown).toEqual([new Error('one caller fails')]);
+      let late: Run | undefined;
+      s.whenDone((r) => (late = r));
+      expect(late).toBe(run);
+    } finally {
+      spy.mockRestore();
+    }
+    expect(app.runtime.runner.activeCount).toBe(0);
+  });
+
+  it('when not even a failed status can be stored: whenDone gets the error, done rejects with it, the permit is released', async () => {
+    const app = await appWith({ quick: async () => 'done' });
+    const store = storeOf(app);
+    const update = store.updateNow.bind(store);
+    const broken = new Error('store is down');
+    vi.spyOn(store, 'updateNow').mockImplementation((id, patch, expect) => {
+      if (patch.status !== 'running') throw broken;
+      return update(id, patch, expect);
+    });
+    const s = await start(app, 'quick');
+    const outcome = await new Promise<[Run | undefined, unknown]>((resolve) => s.whenDone((run, err) => resolve([run, err])));
+    expect(outcome).toEqual([undefined, broken]);
+    await expect(s.done).rejects.toBe(broken);
+    expect(app.runtime.runner.activeCount).toBe(0);
+    expect(app.runtime.sessions.stats().inFlight).toBe(0);
   });
 });
 

@@ -1,3 +1,4 @@
+import { DeadlineQueue, type Deadline } from './deadline-queue.js';
 import { DeferredDeletes } from './deferred-deletes.js';
 import { randomId } from './random-id.js';
 import type { Logger } from './logger.js';
@@ -12,6 +13,7 @@ import { TERMINAL_STATUSES, zeroUsage, type CancelReason, type Run, type RunErro
 import type { Workflow } from '../workflows/workflow.js';
 import { withRunContext } from './run-context.js';
 import { RunAbortedError, Session } from './session.js';
+import type { StepHandle } from './step.js';
 import { MAX_TIMER_MS, SHUTDOWN_RETRY_AFTER_S, type Permit, type SessionManager } from './session-manager.js';
 
 export interface RunnerOptions {
@@ -59,6 +61,8 @@ export class Runner {
   private readonly creating = new Set<Promise<void>>();
   private readonly unsubscribeCancel: () => void;
   private draining = false;
+  /** Run time limits, on one timer (see DeadlineQueue). */
+  readonly deadlines = new DeadlineQueue();
 
   constructor(private readonly options: RunnerOptions) {
     this.unsubscribeCancel = options.cancels.onCancel((runId) => this.live(runId)?.abort('user'));
@@ -127,7 +131,7 @@ export class Runner {
     if (this.draining) session.abort('shutdown');
     session.emit('run.queued', { workflow: run.workflow }, `{"workflow":${jsonString(run.workflow)}}`);
     const timeoutMs = Math.min(spec.timeoutMs ?? this.options.runTimeoutMs, this.options.runTimeoutMs);
-    session.done = this.execute(session, spec.workflow, admission, timeoutMs);
+    new Execution(this, session, spec.workflow, timeoutMs).begin(admission);
     return session;
   }
 
@@ -182,47 +186,7 @@ export class Runner {
     for (const session of this.lives()) session.abort('shutdown');
     await all();
     this.unsubscribeCancel();
-  }
-
-  private async execute(s: Session, workflow: Workflow, admission: Permit | Promise<Permit>, timeoutMs: number): Promise<Run> {
-    let permit: Permit | undefined;
-    let timer: NodeJS.Timeout | undefined;
-    let rootStep: ReturnType<Session['startWorkflowStep']> | undefined;
-    try {
-      permit = admission instanceof Promise ? await admission : admission;
-      if (s.aborted) throw new RunAbortedError(s.abortCause!);
-      const starting = this.update(s.run_id, { status: 'running', started_at: isoNow() }, ['queued']);
-      const started = starting instanceof Promise ? await starting : starting;
-      if (!started) return await this.current(s);
-      s.emit('run.started', undefined);
-      timer = setTimeout(() => s.abort('timeout'), Math.min(timeoutMs, MAX_TIMER_MS));
-      rootStep = s.startWorkflowStep(s.run.input);
-      const returned = await raceAbort(
-        s,
-        withRunContext(s, () => workflow.run(s.run.input, s)),
-      );
-      // A workflow that returns nothing succeeded with no output: `null`, as the Run schema has it
-      // (undefined would vanish from the JSON and break every answer that carries the run).
-      const output = returned === undefined ? null : returned;
-      rootStep.end({ output });
-      // Checked after the WORKFLOW_END step, which carries the output: an output that cannot be
-      // stored (a full log, or not serializable) fails the run here, before its status is final.
-      if (s.appendError !== undefined) throw s.appendError;
-      return await this.finish(s, 'succeeded', { output, usage: s.usage }, 'run.succeeded', { output, usage: s.usage }, succeededJson);
-    } catch (err) {
-      const error = this.classify(s, err);
-      rootStep?.end(error ? { error } : {});
-      if (error === null) {
-        const reason = cancelReason(s);
-        if (s.logs('info')) s.log.info({ reason }, 'run cancelled');
-        return await this.finish(s, 'cancelled', { usage: s.usage }, 'run.cancelled', { reason });
-      }
-      return await this.finish(s, 'failed', { error, usage: s.usage }, 'run.failed', { error });
-    } finally {
-      clearTimeout(timer);
-      permit?.release();
-      this.retire(s);
-    }
+    this.deadlines.close();
   }
 
   private live(runId: string): Session | undefined {
@@ -233,15 +197,16 @@ export class Runner {
     return [...this.active.values()].filter((s) => s !== undefined);
   }
 
-  private retire(s: Session): void {
+  /** @internal Execution's: the run's permit is released and it is no longer this Runner's. */
+  retire(s: Session): void {
     if (s.retired) return;
     s.retired = true;
     this.liveCount--;
     this.retired.delete(s.run_id);
   }
 
-  /** Maps what ended a run to its error; null means it was cancelled. */
-  private classify(s: Session, err: unknown): RunError | null {
+  /** @internal Maps what ended a run to its error; null means it was cancelled. */
+  classify(s: Session, err: unknown): RunError | null {
     const cause = s.abortCause;
     if (s.appendError !== undefined) {
       if (s.appendError instanceof EventLogFullError) {
@@ -262,14 +227,18 @@ export class Runner {
     return { code: 'internal' satisfies ErrorCode, message: 'The run failed with an internal error' };
   }
 
-  private async finish(
+  /**
+   * @internal Writes the final status, then the terminal event. Synchronous when the store is (no
+   * promise on the hot path), else a promise.
+   */
+  finish(
     s: Session,
     status: 'succeeded' | 'failed' | 'cancelled',
     patch: Partial<Run>,
     type: 'run.succeeded' | 'run.failed' | 'run.cancelled',
     data: unknown,
     toJson: (data: never) => string | undefined = JSON.stringify,
-  ): Promise<Run> {
+  ): Run | Promise<Run> {
     // Serialized before the status is written: once it is final, the terminal event must follow,
     // so nothing that can throw may stand between the two.
     let dataJson: string;
@@ -286,22 +255,37 @@ export class Runner {
     patch.status = status;
     patch.finished_at = isoNow();
     const updating = this.update(s.run_id, patch, ACTIVE);
-    const updated = updating instanceof Promise ? await updating : updating;
+    return updating instanceof Promise
+      ? updating.then((updated) => this.writeTerminal(s, status, type, data, dataJson, updated))
+      : this.writeTerminal(s, status, type, data, dataJson, updating);
+  }
+
+  private writeTerminal(
+    s: Session,
+    status: 'succeeded' | 'failed' | 'cancelled',
+    type: 'run.succeeded' | 'run.failed' | 'run.cancelled',
+    data: unknown,
+    dataJson: string,
+    updated: Run | undefined,
+  ): Run | Promise<Run> {
     // Lost the compare-and-set: whoever changed the status owns the terminal event.
     if (!updated) return this.current(s);
     const appended = s.emitTerminal(type, data, dataJson);
-    if (appended instanceof Promise) await appended;
-    if (status !== 'cancelled' && s.logs('info')) s.log.info({ status, workflow: s.workflow }, 'run finished');
-    return updated;
+    const logged = () => {
+      if (status !== 'cancelled' && s.logs('info')) s.log.info({ status, workflow: s.workflow }, 'run finished');
+      return updated;
+    };
+    return appended instanceof Promise ? appended.then(logged) : logged();
   }
 
-  /** The store's compare-and-set, synchronous when the store can (no promise on the hot path). */
-  private update(id: string, patch: Partial<Run>, expect: readonly Run['status'][]): Run | undefined | Promise<Run | undefined> {
+  /** @internal The store's compare-and-set, synchronous when the store can (no promise on the hot path). */
+  update(id: string, patch: Partial<Run>, expect: readonly Run['status'][]): Run | undefined | Promise<Run | undefined> {
     const { store } = this.options;
     return store.updateNow ? store.updateNow(id, patch, expect) : store.update(id, patch, expect);
   }
 
-  private async current(s: Session): Promise<Run> {
+  /** @internal The run as the store has it, for a run whose status someone else set. */
+  async current(s: Session): Promise<Run> {
     s.finished = true;
     return (await this.options.store.get(s.run_id)) ?? s.run;
   }
@@ -319,16 +303,132 @@ function cancelReason(s: Session): CancelReason {
 }
 
 /**
- * Settles with `work`, or rejects as soon as the run aborts, so a workflow or tool that ignores its
- * signal is abandoned at cancel time instead of holding the run (and its permit) open.
+ * One run's way from admission to its terminal event: the `try { … } catch { … } finally { … }` of
+ * a run, written as callbacks. As an async function with a race against the abort it made ~7
+ * promises per run, and on Node 20 each promise is also a call into the AsyncLocalStorage hook;
+ * now a run on the embedded store makes one (its handler on the workflow's promise), and the
+ * Session's `done` promise exists only if someone asks for it.
+ *
+ * The order of a run: take the permit → write `running` (compare-and-set from `queued`) → `run.started`
+ * → arm the time limit → WORKFLOW_START → the workflow, raced against the run's abort → WORKFLOW_END →
+ * final status and terminal event → (always) disarm the time limit, release the permit, retire.
  */
-function raceAbort<T>(s: Session, work: Promise<T>): Promise<T> {
-  if (s.aborted) {
-    work.catch(() => {});
-    return Promise.reject(new RunAbortedError(s.abortCause!));
+class Execution {
+  private permit: Permit | undefined;
+  private deadline: Deadline | undefined;
+  private rootStep: StepHandle | undefined;
+  /** The try part is over (the workflow returned, threw or was aborted): later outcomes are ignored. */
+  private decided = false;
+
+  constructor(
+    private readonly runner: Runner,
+    private readonly s: Session,
+    private readonly workflow: Workflow,
+    private readonly timeoutMs: number,
+  ) {}
+
+  begin(admission: Permit | Promise<Permit>): void {
+    if (admission instanceof Promise) admission.then((permit) => this.admitted(permit), (err: unknown) => this.caught(err));
+    else this.admitted(admission);
   }
-  return new Promise<T>((resolve, reject) => {
-    s.onAbort((cause) => reject(new RunAbortedError(cause)));
-    work.then(resolve, reject);
-  });
+
+  private admitted(permit: Permit): void {
+    this.permit = permit;
+    const s = this.s;
+    try {
+      if (s.aborted) throw new RunAbortedError(s.abortCause!);
+      const starting = this.runner.update(s.run_id, { status: 'running', started_at: isoNow() }, ['queued']);
+      if (starting instanceof Promise) starting.then((run) => this.started(run), (err: unknown) => this.caught(err));
+      else this.started(starting);
+    } catch (err) {
+      this.caught(err);
+    }
+  }
+
+  private started(run: Run | undefined): void {
+    const s = this.s;
+    try {
+      if (!run) {
+        // Someone else set the status (a cancel while queued): theirs is the terminal event.
+        this.decided = true;
+        this.attempt(() => this.runner.current(s), (err) => this.end(undefined, err));
+        return;
+      }
+      s.emit('run.started', undefined);
+      this.deadline = this.runner.deadlines.add(Math.min(this.timeoutMs, MAX_TIMER_MS), () => s.abort('timeout'));
+      this.rootStep = s.startWorkflowStep(s.run.input);
+      const returned = withRunContext(s, () => this.workflow.run(s.run.input, s));
+      // A workflow or tool that ignores its signal is abandoned at abort time instead of holding
+      // the run (and its permit) open; what it returns later is ignored.
+      s.onAbort((cause) => this.caught(new RunAbortedError(cause)));
+      const work = returned instanceof Promise ? returned : Promise.resolve(returned);
+      work.then((output) => this.returned(output), (err: unknown) => this.caught(err));
+    } catch (err) {
+      this.caught(err);
+    }
+  }
+
+  private returned(returned: unknown): void {
+    if (this.decided) return;
+    this.decided = true;
+    const s = this.s;
+    this.attempt(
+      () => {
+        // A workflow that returns nothing succeeded with no output: `null`, as the Run schema has it
+        // (undefined would vanish from the JSON and break every answer that carries the run).
+        const output = returned === undefined ? null : returned;
+        this.rootStep!.end({ output });
+        // Checked after the WORKFLOW_END step, which carries the output: an output that cannot be
+        // stored (a full log, or not serializable) fails the run here, before its status is final.
+        if (s.appendError !== undefined) throw s.appendError;
+        return this.runner.finish(s, 'succeeded', { output, usage: s.usage }, 'run.succeeded', { output, usage: s.usage }, succeededJson);
+      },
+      (err) => this.failed(err),
+    );
+  }
+
+  /** The `catch` of the try part. */
+  private caught(err: unknown): void {
+    if (this.decided) return;
+    this.decided = true;
+    this.failed(err);
+  }
+
+  private failed(err: unknown): void {
+    const s = this.s;
+    this.attempt(
+      () => {
+        const error = this.runner.classify(s, err);
+        this.rootStep?.end(error ? { error } : {});
+        if (error === null) {
+          const reason = cancelReason(s);
+          if (s.logs('info')) s.log.info({ reason }, 'run cancelled');
+          return this.runner.finish(s, 'cancelled', { usage: s.usage }, 'run.cancelled', { reason });
+        }
+        return this.runner.finish(s, 'failed', { error, usage: s.usage }, 'run.failed', { error });
+      },
+      (thrown) => this.end(undefined, thrown),
+    );
+  }
+
+  /** Runs `step`; the Run it gives (now, or when its promise settles) ends the run, a throw goes to `onThrow`. */
+  private attempt(step: () => Run | Promise<Run>, onThrow: (err: unknown) => void): void {
+    let result: Run | Promise<Run>;
+    try {
+      result = step();
+    } catch (err) {
+      onThrow(err);
+      return;
+    }
+    if (result instanceof Promise) result.then((run) => this.end(run, undefined), onThrow);
+    else this.end(result, undefined);
+  }
+
+  /** The `finally`, then the Session settles: with the final Run, or with the error nothing could turn into one. */
+  private end(run: Run | undefined, err: unknown): void {
+    this.runner.deadlines.cancel(this.deadline);
+    this.permit?.release();
+    this.runner.retire(this.s);
+    this.s.settle(run, err);
+  }
 }

@@ -26,8 +26,6 @@ export class RunAbortedError extends Error {
 export class Session implements RunContext {
   readonly root_step_id = 's0';
   readonly usage: Usage = zeroUsage();
-  /** Settles with the final Run once the terminal event is written. */
-  done!: Promise<Run>;
   /** Set by the first abort; later aborts do not change it. */
   abortCause: AbortCause | undefined;
   /** The first event that could not be appended; the run fails with it. */
@@ -39,6 +37,11 @@ export class Session implements RunContext {
   conversation: RunConversation | undefined = undefined;
 
   private controller: AbortController | undefined;
+  private settled = false;
+  private result: Run | undefined;
+  private failure: unknown;
+  private donePromise: Promise<Run> | undefined;
+  private doneCallbacks: Array<(run: Run | undefined, err: unknown) => void> | undefined;
   private abortListeners: Array<(cause: AbortCause) => void> | undefined;
   private stepCounter = 0;
   private logger: Logger | undefined;
@@ -71,6 +74,50 @@ export class Session implements RunContext {
   /** Whether a line at `level` would be written (so callers can skip building the child logger). */
   logs(level: 'debug' | 'info' | 'warn'): boolean {
     return levelEnabled(this.baseLog, level);
+  }
+
+  /**
+   * Settles with the final Run once the terminal event is written (rejects only if even a failed
+   * status could not be stored). Made when first asked for: most runs are answered through
+   * `whenDone`, without a promise.
+   */
+  get done(): Promise<Run> {
+    return (this.donePromise ??= new Promise<Run>((resolve, reject) => {
+      this.whenDone((run, err) => (run === undefined ? reject(err) : resolve(run)));
+    }));
+  }
+
+  /**
+   * Calls `fn` once the run has ended, with its final Run, or with `undefined` and the error that
+   * kept it from getting one. Called at once if the run has already ended.
+   *
+   * @example
+   *   session.whenDone((run, err) => (run ? reply.send(run) : reply.send(err)))
+   */
+  whenDone(fn: (run: Run | undefined, err: unknown) => void): void {
+    if (this.settled) fn(this.result, this.failure);
+    else (this.doneCallbacks ??= []).push(fn);
+  }
+
+  /** @internal The Runner's: the run has ended. Only the first call counts. */
+  settle(run: Run | undefined, err: unknown): void {
+    if (this.settled) return;
+    this.settled = true;
+    this.result = run;
+    this.failure = err;
+    const callbacks = this.doneCallbacks;
+    this.doneCallbacks = undefined;
+    if (callbacks === undefined) return;
+    for (const fn of callbacks) {
+      try {
+        fn(run, err);
+      } catch (thrown) {
+        // One caller's fault must not stop the others or the Runner; it surfaces as uncaught.
+        queueMicrotask(() => {
+          throw thrown;
+        });
+      }
+    }
   }
 
   get signal(): AbortSignal {
