@@ -77,10 +77,11 @@ export class SessionManager {
     const userFree = !slot || slot.sem.getValue() > 0;
     const globalFree = !this.global || this.global.getValue() > 0;
     if (userFree && globalFree) {
-      // acquire() dispatches synchronously when a permit is free: the value is taken now, and the
-      // returned promise only repeats what we already know.
-      if (slot) void slot.sem.acquire();
-      if (this.global) void this.global.acquire();
+      // A permit is free and nobody waits (a release hands permits to waiters at once), so taking
+      // one is lowering the count: what acquire() would do, minus the promise, task and releaser
+      // it makes for a caller that already knows the answer.
+      if (slot) takeFree(slot.sem);
+      if (this.global) takeFree(this.global);
       return this.grant(userId, slot);
     }
     if (this.waiting >= this.options.maxQueue) {
@@ -180,6 +181,11 @@ export class SessionManager {
   private unref(userId: string, slot: UserSlot): void {
     if (--slot.refs === 0 && this.users.get(userId) === slot) this.users.delete(userId);
   }
+}
+
+/** Takes one permit of a semaphore that has one free (checked by the caller). */
+function takeFree(sem: Semaphore): void {
+  sem.setValue(sem.getValue() - 1);
 }
 
 /**

@@ -123,22 +123,28 @@ const EVENT_TYPES: readonly RunEventType[] = [
 const EVENT_CODES = new Map<RunEventType, number>(EVENT_TYPES.map((t, i) => [t, i]));
 
 interface UserIndex {
+  readonly userId: string;
   seqs: number[];
   ids: string[];
   live: number;
 }
 
-/** A FIFO of finished run ids with the time each finished; `shift` is O(1) amortised. */
+/**
+ * A FIFO of finished run ids with the time each finished and its user's index (so eviction need not
+ * read the user id back out of the arena); `shift` is O(1) amortised.
+ */
 class IdQueue {
   private items: string[] = [];
   private times: number[] = [];
+  private indexes: UserIndex[] = [];
   private head = 0;
   get size(): number {
     return this.items.length - this.head;
   }
-  push(id: string, finishedAtMs: number): void {
+  push(id: string, finishedAtMs: number, index: UserIndex): void {
     this.items.push(id);
     this.times.push(finishedAtMs);
+    this.indexes.push(index);
   }
   peek(): string | undefined {
     return this.items[this.head];
@@ -146,16 +152,19 @@ class IdQueue {
   peekTime(): number {
     return this.times[this.head]!;
   }
-  shift(): string | undefined {
-    const id = this.items[this.head];
-    if (id === undefined) return undefined;
+  /** The user index of the run at the front. */
+  peekIndex(): UserIndex {
+    return this.indexes[this.head]!;
+  }
+  shift(): void {
+    if (this.head === this.items.length) return;
     this.head++;
     if (this.head > 1024 && this.head * 2 > this.items.length) {
       this.items = this.items.slice(this.head);
       this.times = this.times.slice(this.head);
+      this.indexes = this.indexes.slice(this.head);
       this.head = 0;
     }
-    return id;
   }
 }
 
@@ -196,7 +205,7 @@ export class MemoryStore implements RunStore, EventLog, CancelBus {
     const entry = new Entry(run);
     this.entries.set(run.id, entry);
     let index = this.users.get(run.user_id);
-    if (!index) this.users.set(run.user_id, (index = { seqs: [], ids: [], live: 0 }));
+    if (!index) this.users.set(run.user_id, (index = { userId: run.user_id, seqs: [], ids: [], live: 0 }));
     index.seqs.push(++this.seq);
     index.ids.push(run.id);
     index.live++;
@@ -368,8 +377,7 @@ export class MemoryStore implements RunStore, EventLog, CancelBus {
     const cutoff = this.now() - this.options.runTtlS * 1000;
     for (let id = this.finished.peek(); id !== undefined; id = this.finished.peek()) {
       if (this.finished.peekTime() > cutoff) break;
-      this.finished.shift();
-      this.evict(id);
+      this.evictFirst(id);
     }
   }
 
@@ -405,20 +413,20 @@ export class MemoryStore implements RunStore, EventLog, CancelBus {
         if (this.lastEntry === entry) this.lastEntry = undefined;
       }
     }
-    this.finished.push(id, finishedAtMs);
-    while (this.finished.size > this.options.maxRuns) this.evict(this.finished.shift()!);
+    this.finished.push(id, finishedAtMs, this.users.get(entry.run.user_id)!);
+    while (this.finished.size > this.options.maxRuns) this.evictFirst(this.finished.peek()!);
   }
 
-  private evict(id: string): void {
+  /** Evicts the run at the front of the finished queue (`id`). */
+  private evictFirst(id: string): void {
+    const index = this.finished.peekIndex();
+    this.finished.shift();
     const value = this.entries.get(id);
     if (value === undefined) return;
     this.entries.delete(id);
-    let userId: string;
     if (typeof value === 'number') {
-      userId = this.arena.userId(value);
       this.arena.free(value);
     } else {
-      userId = value.run.user_id;
       value.evicted = true;
       if (this.lastEntry === value) this.lastEntry = undefined;
       // Readers parked on it (possible only for a log without its terminal event) end instead of hanging.
@@ -427,11 +435,11 @@ export class MemoryStore implements RunStore, EventLog, CancelBus {
         value.waiters.clear();
       }
     }
-    const index = this.users.get(userId);
-    if (!index) return;
     index.live--;
     if (index.live === 0) {
-      this.users.delete(userId);
+      // The map may hold a newer index of this user by now only if this one was dropped, and it
+      // is dropped only here, when its last run goes.
+      if (this.users.get(index.userId) === index) this.users.delete(index.userId);
     } else if (index.ids.length > 64 && index.live * 2 < index.ids.length) {
       const keep = index.ids.map((runId, i) => [runId, index.seqs[i]!] as const).filter(([runId]) => this.entries.has(runId));
       index.ids = keep.map(([runId]) => runId);
