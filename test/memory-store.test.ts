@@ -197,6 +197,38 @@ describe('MemoryStore event log', () => {
     expect(store.finishedBytes).toBeLessThanOrEqual(2 << 20);
   });
 
+  it('a reader still holding a finished run reads it intact while later runs reuse the pooled event numbers', async () => {
+    const store = makeStore({ maxRuns: 5 });
+    const run = await created(store);
+    for (const word of ['a', 'b', 'c']) store.appendTokenNow(run.id, word, 's1');
+    const reader = store.read(run.id, 0);
+    const first = await reader.next();
+    await finish(store, run);
+    // Many runs come and go (and evict this one), each taking numbers from the pool.
+    for (let i = 0; i < 50; i++) {
+      const other = await created(store);
+      for (let j = 0; j < 10; j++) store.appendNow(other.id, 'step', { n: j });
+      await finish(store, other, 'failed');
+    }
+    const rest: StoredEvent[] = [];
+    for (let r = await reader.next(); !r.done; r = await reader.next()) rest.push(r.value);
+    const events = [first.value as StoredEvent, ...rest];
+    expect(events.map((e) => [e.id, e.type, JSON.parse(e.json).data])).toEqual([
+      [1, 'token', { delta: 'a', step_id: 's1' }],
+      [2, 'token', { delta: 'b', step_id: 's1' }],
+      [3, 'token', { delta: 'c', step_id: 's1' }],
+      [4, 'run.succeeded', {}],
+    ]);
+  });
+
+  it('refuses an event type it does not know', async () => {
+    const store = makeStore();
+    const run = await created(store);
+    expect(() => store.appendNow(run.id, 'run.bogus' as 'step', {})).toThrow(TypeError);
+    store.appendNow(run.id, 'step', { ok: true });
+    expect((await collect(store.read(run.id, 0, { follow: false }))).map((e) => e.type)).toEqual(['step']);
+  });
+
   it('never dates an event before the run\'s first one when the wall clock steps back', async () => {
     const store = makeStore();
     const run = await created(store);

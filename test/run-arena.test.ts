@@ -20,7 +20,7 @@ const base: Run = {
 };
 
 function sealed(over: Partial<SealedRun> = {}): SealedRun {
-  return { userId: 'alice', run: base, baseMs: 1795600000000, tokenSteps: ['s1', 's"2'], meta: [2, 0, 1, 3, 3, 4_000_000, 0, 20], blob: 'a\nb{"x":"\\n"}\n', ...over };
+  return { userId: 'alice', run: base, baseMs: 1795600000000, tokenSteps: ['s1', 's"2'], meta: Uint32Array.of(2, 0, 1, 3, 3, 4_000_000, 0, 20), blob: 'a\nb{"x":"\\n"}\n', ...over };
 }
 
 describe('runJson', () => {
@@ -43,14 +43,14 @@ describe('RunArena', () => {
     expect(arena.run(handle)).toEqual(base);
     expect(arena.run(handle)).not.toBe(base);
     expect(arena.userId(handle)).toBe('u\n"1" é');
-    const empty = sealed({ tokenSteps: undefined, meta: [], blob: '' });
+    const empty = sealed({ tokenSteps: undefined, meta: Uint32Array.of(), blob: '' });
     expect(arena.open(arena.put(empty)!)).toEqual(empty);
   });
 
   it('keeps texts that UTF-8 cannot carry (lone surrogates) exactly', () => {
     const arena = new RunArena();
     for (const blob of ['\ud800', 'a\udc00b', '😀\ud83d', 'plain é 😀']) {
-      const parts = sealed({ blob, meta: [2, 0, 1, blob.length] });
+      const parts = sealed({ blob, meta: Uint32Array.of(2, 0, 1, blob.length) });
       expect(arena.open(arena.put(parts)!).blob).toBe(blob);
     }
   });
@@ -60,10 +60,10 @@ describe('RunArena', () => {
     const oneMiB = 1 << 20;
     const blob = 'x'.repeat(10_000);
     const handles: number[] = [];
-    for (let i = 0; i < 300; i++) handles.push(arena.put(sealed({ blob, meta: [2, i, 0, blob.length] }))!);
+    for (let i = 0; i < 300; i++) handles.push(arena.put(sealed({ blob, meta: Uint32Array.of(2, i, 0, blob.length) }))!);
     expect(arena.bytes).toBeGreaterThanOrEqual(3 * oneMiB);
     const big = 'y'.repeat(3 * oneMiB);
-    const bigHandle = arena.put(sealed({ blob: big, meta: [2, 0, 0, big.length] }))!;
+    const bigHandle = arena.put(sealed({ blob: big, meta: Uint32Array.of(2, 0, 0, big.length) }))!;
     expect(arena.open(bigHandle).blob).toBe(big);
     for (const h of handles) arena.free(h);
     // The buffer being written stays (the big run's, just over 3 MiB), and one emptied 1 MiB buffer
@@ -74,7 +74,7 @@ describe('RunArena', () => {
     // Writing goes on into buffers that are dropped once left empty: the one being written and the
     // spare remain.
     arena.free(bigHandle);
-    for (let i = 0; i < 300; i++) arena.free(arena.put(sealed({ blob, meta: [2, i, 0, blob.length] }))!);
+    for (let i = 0; i < 300; i++) arena.free(arena.put(sealed({ blob, meta: Uint32Array.of(2, i, 0, blob.length) }))!);
     expect(arena.bytes).toBe(2 * oneMiB);
   });
 
@@ -85,7 +85,7 @@ describe('RunArena', () => {
     const live: number[] = [];
     const churn = (runs: number) => {
       for (let i = 0; i < runs; i++) {
-        live.push(arena.put(sealed({ blob, meta: [2, i, 0, blob.length] }))!);
+        live.push(arena.put(sealed({ blob, meta: Uint32Array.of(2, i, 0, blob.length) }))!);
         if (live.length > 100) arena.free(live.shift()!);
       }
     };
@@ -105,19 +105,19 @@ describe('RunArena', () => {
   it('stays usable when a new buffer cannot be allocated', () => {
     const arena = new RunArena();
     const blob = 'x'.repeat(200_000);
-    const first = arena.put(sealed({ blob, meta: [2, 0, 0, blob.length] }))!;
+    const first = arena.put(sealed({ blob, meta: Uint32Array.of(2, 0, 0, blob.length) }))!;
     const spy = vi.spyOn(Buffer, 'allocUnsafeSlow').mockImplementationOnce(() => {
       throw new RangeError('Array buffer allocation failed');
     });
     try {
       // Fills the current buffer until the next run needs a new one, which fails once.
       expect(() => {
-        for (let i = 0; i < 10; i++) arena.put(sealed({ blob, meta: [2, 0, 0, blob.length] }));
+        for (let i = 0; i < 10; i++) arena.put(sealed({ blob, meta: Uint32Array.of(2, 0, 0, blob.length) }));
       }).toThrow(RangeError);
     } finally {
       spy.mockRestore();
     }
-    const next = arena.put(sealed({ blob, meta: [2, 0, 0, blob.length] }))!;
+    const next = arena.put(sealed({ blob, meta: Uint32Array.of(2, 0, 0, blob.length) }))!;
     expect(arena.open(next).blob).toBe(blob);
     expect(arena.open(first).blob).toBe(blob);
   });

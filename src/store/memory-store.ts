@@ -31,7 +31,9 @@ export interface MemoryStoreOptions {
  */
 class Entry {
   /** Four numbers per event: type code, ms since `baseMs`, token step (0: the text is JSON), end offset in the texts. */
-  private meta: number[] = [];
+  private meta: Uint32Array;
+  /** Numbers of `meta` in use (4 per event). */
+  private words = 0;
   /** Step ids of this run's raw token events; a token's third number is its index here plus one. */
   private tokenSteps: string[] | undefined;
   private readonly baseMs: number;
@@ -44,19 +46,22 @@ class Entry {
   finishedAtMs = 0;
   /** Readers parked until the next append; created for the first one. */
   waiters: Set<() => void> | undefined;
+  /** `read()` calls holding this entry (its numbers go back to the pool only when none does). */
+  readers = 0;
 
   constructor(
     readonly run: Run,
+    meta: Uint32Array,
     baseMs = Date.now(),
   ) {
+    this.meta = meta;
     this.baseMs = baseMs;
   }
 
   /** A read-only view of a run taken back from the arena, for its readers. */
   static opened(parts: SealedRun): Entry {
-    const entry = new Entry(parts.run, parts.baseMs);
-    // Assigned, not spread into push(): a long log has more numbers than a call may take arguments.
-    entry.meta = parts.meta;
+    const entry = new Entry(parts.run, parts.meta, parts.baseMs);
+    entry.words = parts.meta.length;
     entry.tokenSteps = parts.tokenSteps;
     entry.blob = parts.blob;
     entry.live = undefined;
@@ -66,18 +71,41 @@ class Entry {
 
   /** What the arena keeps of a run with its terminal event. */
   sealed(): SealedRun {
-    return { userId: this.run.user_id, run: this.run, baseMs: this.baseMs, tokenSteps: this.tokenSteps, meta: this.meta, blob: this.blob };
+    return { userId: this.run.user_id, run: this.run, baseMs: this.baseMs, tokenSteps: this.tokenSteps, meta: this.meta.subarray(0, this.words), blob: this.blob };
+  }
+
+  /** Hands the numbers back for another run (only once the run is in the arena and nobody reads this entry). */
+  releaseMeta(): Uint32Array {
+    const meta = this.meta;
+    this.meta = NO_WORDS;
+    this.words = 0;
+    return meta;
   }
 
   get count(): number {
-    return this.meta.length >> 2;
+    return this.words >> 2;
   }
 
   push(type: RunEventType, text: string, tokenStep = 0): void {
     this.size += text.length;
+    const w = this.words;
+    if (w + 4 > this.meta.length) this.grow();
+    const code = EVENT_CODES[type];
+    if (code === undefined) throw new TypeError(`Unknown event type ${String(type)}`);
+    const meta = this.meta;
+    meta[w] = code;
     // Never before the run's first event, even if the wall clock steps back (the offset is unsigned).
-    this.meta.push(EVENT_CODES.get(type)!, Math.max(0, Date.now() - this.baseMs), tokenStep, this.size);
+    meta[w + 1] = Math.max(0, Date.now() - this.baseMs);
+    meta[w + 2] = tokenStep;
+    meta[w + 3] = this.size;
+    this.words = w + 4;
     this.live!.push(text);
+  }
+
+  private grow(): void {
+    const bigger = new Uint32Array(Math.max(POOLED_WORDS, this.meta.length * 2));
+    bigger.set(this.meta);
+    this.meta = bigger;
   }
 
   /** A token event kept as its raw delta. */
@@ -120,7 +148,29 @@ const EVENT_TYPES: readonly RunEventType[] = [
   'run.failed',
   'run.cancelled',
 ];
-const EVENT_CODES = new Map<RunEventType, number>(EVENT_TYPES.map((t, i) => [t, i]));
+const EVENT_CODES = Object.fromEntries(EVENT_TYPES.map((t, i) => [t, i])) as Record<RunEventType, number>;
+
+/** Numbers for 16 events, what an `echo` run of a short input records. */
+const POOLED_WORDS = 64;
+const NO_WORDS = new Uint32Array(0);
+
+/**
+ * Event numbers of running runs come from here and go back once the run is in the arena, so a run
+ * allocates none: with a typed array per run, and a plain array grown by push before that, they
+ * were ~1.6 kB of garbage per run.
+ */
+class MetaPool {
+  private readonly free: Uint32Array[] = [];
+
+  take(): Uint32Array {
+    return this.free.pop() ?? new Uint32Array(POOLED_WORDS);
+  }
+
+  give(meta: Uint32Array): void {
+    // Grown ones go to the collector; the pool never holds more than a burst of runs needs.
+    if (meta.length === POOLED_WORDS && this.free.length < 1024) this.free.push(meta);
+  }
+}
 
 interface UserIndex {
   readonly userId: string;
@@ -179,6 +229,7 @@ export class MemoryStore implements RunStore, EventLog, CancelBus {
   /** Runs by id: the Entry of a live run, or the arena handle of a finished one. */
   private readonly entries = new Map<string, Entry | number>();
   private readonly arena = new RunArena();
+  private readonly metaPool = new MetaPool();
   private readonly users = new Map<string, UserIndex>();
   private readonly finished = new IdQueue();
   private readonly cancelHandlers = new Set<(runId: string) => void>();
@@ -202,7 +253,7 @@ export class MemoryStore implements RunStore, EventLog, CancelBus {
 
   createNow(run: Run): void {
     if (this.entries.has(run.id)) throw new Error(`Run ${run.id} already exists`);
-    const entry = new Entry(run);
+    const entry = new Entry(run, this.metaPool.take());
     this.entries.set(run.id, entry);
     let index = this.users.get(run.user_id);
     if (!index) this.users.set(run.user_id, (index = { userId: run.user_id, seqs: [], ids: [], live: 0 }));
@@ -333,13 +384,18 @@ export class MemoryStore implements RunStore, EventLog, CancelBus {
     const value = this.entries.get(runId);
     if (value === undefined) return;
     const entry = typeof value === 'number' ? Entry.opened(this.arena.open(value)) : value;
-    for (;;) {
-      while (next < entry.count) {
-        const i = next++;
-        yield { id: i + 1, type: entry.type(i), json: entry.json(i) };
+    entry.readers++;
+    try {
+      for (;;) {
+        while (next < entry.count) {
+          const i = next++;
+          yield { id: i + 1, type: entry.type(i), json: entry.json(i) };
+        }
+        if (entry.terminal || entry.evicted || !follow || signal?.aborted) return;
+        await nextAppend(entry, signal);
       }
-      if (entry.terminal || entry.evicted || !follow || signal?.aborted) return;
-      await nextAppend(entry, signal);
+    } finally {
+      entry.readers--;
     }
   }
 
@@ -411,6 +467,9 @@ export class MemoryStore implements RunStore, EventLog, CancelBus {
       if (handle !== undefined) {
         this.entries.set(id, handle);
         if (this.lastEntry === entry) this.lastEntry = undefined;
+        // No one can reach the entry now but a reader already holding it (a reader that drops
+        // its iterator without finishing keeps the count up: its numbers are then never reused).
+        if (entry.readers === 0) this.metaPool.give(entry.releaseMeta());
       }
     }
     this.finished.push(id, finishedAtMs, this.users.get(entry.run.user_id)!);

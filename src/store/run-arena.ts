@@ -8,7 +8,7 @@ export interface SealedRun {
   baseMs: number;
   tokenSteps: string[] | undefined;
   /** Four numbers per event: type code, ms offset, token step, end of its text in `blob`. */
-  meta: number[];
+  meta: Uint32Array;
   blob: string;
 }
 
@@ -93,8 +93,7 @@ export class RunArena {
     const [slot, offset] = place;
     const buf = this.slabs[slot]!;
     const words = this.words[slot]!;
-    const meta = p.meta;
-    for (let i = 0, w = (offset + HEADER_BYTES) >> 2; i < n; i++) words[w + i] = meta[i]!;
+    words.set(p.meta, (offset + HEADER_BYTES) >> 2);
     let o = offset + HEADER_BYTES + n * 4;
     const headBytes = buf.write(head, o);
     o += headBytes;
@@ -140,9 +139,8 @@ export class RunArena {
   open(handle: number): SealedRun {
     const [buf, offset] = this.locate(handle);
     const n = buf.readUInt32LE(offset + H_COUNT);
-    const meta: number[] = new Array(n);
-    const words = this.words[Math.floor(handle / SLAB_BYTES)]!;
-    for (let i = 0, w = (offset + HEADER_BYTES) >> 2; i < n; i++) meta[i] = words[w + i]!;
+    const w = (offset + HEADER_BYTES) >> 2;
+    const meta = this.words[Math.floor(handle / SLAB_BYTES)]!.slice(w, w + n);
     const userId = JSON.parse(this.head(buf, offset).slice(0, buf.readUInt32LE(offset + H_USER_CHARS))) as string;
     const body = this.body(buf, offset);
     const runChars = buf.readUInt32LE(offset + H_RUN_CHARS);
