@@ -100,17 +100,21 @@ export async function runRoutes(app: FastifyInstance, options: RunRoutesOptions)
       return streamEvents(reply, run, 0, onClientGone).then(() => reply);
     }
 
-    reply.raw.once('close', onClientGone);
-    // A client that left while the run was being created (its 'close' already fired) is gone too.
-    if (reply.raw.destroyed) onClientGone();
     // Sent when the run ends (an error goes through the same error handler as a thrown one), from
-    // a callback, and nothing is returned: Fastify then waits on no promise. (Returning `reply` would not do: a
-    // reply is a thenable, and awaiting one sets up stream-end listeners on every request.)
-    const send = (payload: unknown) => {
-      reply.raw.off('close', onClientGone);
-      reply.send(payload);
-    };
-    session.whenDone((finished, err) => send(finished === undefined ? err : finished.status === 'succeeded' ? finished : runOutcomeError(finished, session)));
+    // a callback, and nothing is returned: Fastify then waits on no promise. (Returning `reply`
+    // would not do: a reply is a thenable, and awaiting one sets up stream-end listeners on every
+    // request.) A run that has nothing to wait for has already ended: it is answered at once.
+    let watching = false;
+    session.whenDone((finished, err) => {
+      if (watching) reply.raw.off('close', onClientGone);
+      reply.send(finished === undefined ? err : finished.status === 'succeeded' ? finished : runOutcomeError(finished, session));
+    });
+    if (!session.ended) {
+      watching = true;
+      reply.raw.once('close', onClientGone);
+      // A client that left while the run was being created (its 'close' already fired) is gone too.
+      if (reply.raw.destroyed) onClientGone();
+    }
     return undefined;
   }
 

@@ -14,7 +14,7 @@ import { defineWorkflow, type WorkflowType } from '../src/workflows/define-workf
 import { makeApp } from './support/app.js';
 import { deferred, expectOneTerminalLast, readLog, tick, waitFor, type ParsedEvent } from './support/runtime-test-kit.js';
 
-type RunFn = (input: unknown, ctx: RunContext) => Promise<unknown>;
+type RunFn = (input: unknown, ctx: RunContext) => Promise<unknown> | unknown;
 
 /** A workflow type whose behaviour is a closure owned by the test that builds it. */
 function workflowType(type: string, run: RunFn): WorkflowType {
@@ -286,6 +286,52 @@ describe('Runner: the end of a run', () => {
     await expect(s.done).rejects.toBe(broken);
     expect(app.runtime.runner.activeCount).toBe(0);
     expect(app.runtime.sessions.stats().inFlight).toBe(0);
+  });
+});
+
+describe('Runner: workflows that return their output directly', () => {
+  it('a run whose workflow returns a value, not a promise, has ended by the time createRun resolves', async () => {
+    const app = await appWith({
+      direct: (input, ctx) => {
+        const step = ctx.startStep('FUNCTION', 'upper');
+        ctx.token(String(input).toUpperCase(), step.step_id);
+        step.end();
+        return String(input).toUpperCase();
+      },
+    });
+    const s = await start(app, 'direct', 'hi');
+    expect(s.ended).toBe(true);
+    const run = await s.done;
+    expect(run.status).toBe('succeeded');
+    expect(run.output).toBe('HI');
+    const { events } = await finishedLog(app, run);
+    expect(events.map((e) => e.type)).toEqual(['run.queued', 'run.started', 'step', 'step', 'token', 'step', 'step', 'run.succeeded']);
+    expect(app.runtime.runner.activeCount).toBe(0);
+    expect(app.runtime.sessions.stats().inFlight).toBe(0);
+  });
+
+  it('a direct return after the run was cancelled during the workflow ends cancelled, not succeeded', async () => {
+    const app = await appWith({
+      selfCancelling: (_input, ctx) => {
+        app.runtime.runner.abortLocal(ctx.run_id, 'client_disconnected');
+        return 'too late';
+      },
+    });
+    const run = await (await start(app, 'selfCancelling')).done;
+    expect(run.status).toBe('cancelled');
+    const { terminal } = await finishedLog(app, run);
+    expect(terminal.data).toEqual({ reason: 'client_disconnected' });
+  });
+
+  it('a thenable that is not a native promise is awaited like one', async () => {
+    const app = await appWith({
+      thenable: () => ({ then: (resolve: (v: unknown) => void) => setImmediate(() => resolve('later')) }),
+    });
+    const s = await start(app, 'thenable');
+    expect(s.ended).toBe(false);
+    const run = await s.done;
+    expect(run.status).toBe('succeeded');
+    expect(run.output).toBe('later');
   });
 });
 

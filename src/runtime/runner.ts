@@ -297,6 +297,10 @@ function abandon(session: Session, admission: Permit | Promise<Permit>): void {
   void Promise.resolve(admission).then((permit) => permit.release(), () => {});
 }
 
+function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return value !== null && (typeof value === 'object' || typeof value === 'function') && typeof (value as { then?: unknown }).then === 'function';
+}
+
 function cancelReason(s: Session): CancelReason {
   const cause = s.abortCause;
   return cause === 'client_disconnected' || cause === 'shutdown' ? cause : 'user';
@@ -358,6 +362,12 @@ class Execution {
       this.deadline = this.runner.deadlines.add(Math.min(this.timeoutMs, MAX_TIMER_MS), () => s.abort('timeout'));
       this.rootStep = s.startWorkflowStep(s.run.input);
       const returned = withRunContext(s, () => this.workflow.run(s.run.input, s));
+      if (!(returned instanceof Promise) && !isThenable(returned)) {
+        // Returned its output directly (nothing to wait for): the run ends now, no promise made.
+        if (s.aborted) this.caught(new RunAbortedError(s.abortCause!));
+        else this.returned(returned);
+        return;
+      }
       // A workflow or tool that ignores its signal is abandoned at abort time instead of holding
       // the run (and its permit) open; what it returns later is ignored.
       s.onAbort((cause) => this.caught(new RunAbortedError(cause)));

@@ -99,6 +99,11 @@ export class Session implements RunContext {
     else (this.doneCallbacks ??= []).push(fn);
   }
 
+  /** Whether the run has ended (its `whenDone` callbacks have been called). */
+  get ended(): boolean {
+    return this.settled;
+  }
+
   /** @internal The Runner's: the run has ended. Only the first call counts. */
   settle(run: Run | undefined, err: unknown): void {
     if (this.settled) return;

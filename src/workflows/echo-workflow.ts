@@ -46,18 +46,27 @@ export const echoWorkflow = defineWorkflow({
     type: 'echo',
     description: config.description,
     inputSchema: z.string().max(1_000_000).describe('Text to stream back'),
-    async run(input, ctx) {
+    run(input, ctx) {
       const text = input as string;
       // The WORKFLOW step around this one already carries the input and the output: repeating
       // them here would store the text twice more per run.
       const step = ctx.startStep('FUNCTION', 'echo');
       const words = splitWords(text);
-      for (let i = 0; i < words.length; i++) {
-        if (config.token_delay_ms > 0) await sleep(config.token_delay_ms, undefined, { signal: ctx.signal });
-        ctx.token(words[i]!, step.step_id);
+      const delayMs = config.token_delay_ms;
+      if (delayMs === 0) {
+        // Nothing to wait for: the output is returned as it is, not as a promise.
+        for (let i = 0; i < words.length; i++) ctx.token(words[i]!, step.step_id);
+        step.end();
+        return text;
       }
-      step.end();
-      return text;
+      return (async () => {
+        for (let i = 0; i < words.length; i++) {
+          await sleep(delayMs, undefined, { signal: ctx.signal });
+          ctx.token(words[i]!, step.step_id);
+        }
+        step.end();
+        return text;
+      })();
     },
   }),
 });

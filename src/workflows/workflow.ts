@@ -11,5 +11,9 @@ export interface Workflow {
   readonly description: string;
   /** Validates a run's `input`; its JSON Schema is what `GET /workflows/:name` shows. */
   readonly inputSchema: z.ZodType;
-  run(input: unknown, ctx: RunContext): Promise<unknown>;
+  /**
+   * The run's output, or a promise of it. A workflow with nothing to wait for may return the
+   * output itself: the run then ends without waiting a turn of the event loop.
+   */
+  run(input: unknown, ctx: RunContext): Promise<unknown> | unknown;
 }
