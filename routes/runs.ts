@@ -14,6 +14,8 @@ export interface RunRoutesOptions {
   sseKeepaliveMs: number;
 }
 
+const JSON_TYPE = 'application/json; charset=utf-8';
+
 function wantsEventStream(request: FastifyRequest): boolean {
   const accept = request.headers.accept;
   return accept !== undefined && accept.includes('text/event-stream');
@@ -107,7 +109,15 @@ export async function runRoutes(app: FastifyInstance, options: RunRoutesOptions)
     let watching = false;
     session.whenDone((finished, err) => {
       if (watching) reply.raw.off('close', onClientGone);
-      reply.send(finished === undefined ? err : finished.status === 'succeeded' ? finished : runOutcomeError(finished, session));
+      if (finished === undefined || finished.status !== 'succeeded') {
+        reply.send(finished === undefined ? err : runOutcomeError(finished, session));
+        return;
+      }
+      // The store has just written this Run's JSON (identical to what the response schema makes of
+      // it): sent as it is rather than serialized again.
+      const json = runtime.finishedJson(finished);
+      if (json === undefined) reply.send(finished);
+      else reply.type(JSON_TYPE).send(json);
     });
     if (!session.ended) {
       watching = true;

@@ -1,5 +1,5 @@
 import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fastify';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { z } from 'zod';
 import { ERROR_CODES, RunwayError, type ErrorCode } from '../src/errors.js';
 import { defineWorkflow } from '../src/workflows/define-workflow.js';
@@ -191,6 +191,25 @@ function expectWellFormedLog(events: SseEvent[], runId: string, firstId = 1): vo
 // ---------------------------------------------------------------------------------------------
 // X-Request-Id
 // ---------------------------------------------------------------------------------------------
+
+describe('POST /runs answers', () => {
+  it('the finished Run with the same bytes GET /runs/:id gives (one is the stored JSON, the other the response schema)', async () => {
+    const app = await newApp();
+    const stored = vi.spyOn(app.runtime, 'finishedJson');
+    for (const payload of [{ input: 'hello "quoted" wörld\n' }, { input: 'x', metadata: { tag: 'a\u2028b', n: [1, null] }, conversation_id: 'c-1' }]) {
+      const res = await post(app, payload);
+      expect(res.statusCode).toBe(200);
+      expect(res.headers['content-type']).toBe('application/json; charset=utf-8');
+      const run = res.json() as { id: string; status: string; output: unknown };
+      expect(run.status).toBe('succeeded');
+      const again = await get(app, `/runs/${run.id}`);
+      expect(again.statusCode).toBe(200);
+      expect(res.body).toBe(again.body);
+    }
+    // The answers were the store's JSON, not serialized again.
+    expect(stored.mock.results.map((r) => typeof r.value)).toEqual(['string', 'string']);
+  });
+});
 
 describe('X-Request-Id', () => {
   it('echoes a sane client id on every kind of answer: JSON, 202, 204, SSE, problems', async () => {

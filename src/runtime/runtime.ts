@@ -110,6 +110,14 @@ export class Runtime {
   }
 
   /** The caller's run; another user's run is `not_found`, never forbidden. */
+  /**
+   * The JSON text of a run that has just finished, when the store still has it from keeping the
+   * run (see `RunStore.finishedJson`); undefined otherwise, and the caller serializes the Run.
+   */
+  finishedJson(run: Run): string | undefined {
+    return this.parts.store.finishedJson?.(run);
+  }
+
   async getRun(id: string, userId: string): Promise<Run> {
     const run = await this.parts.store.get(id);
     if (!run || run.user_id !== userId) throw new RunwayError('not_found', `Run ${id} does not exist`);

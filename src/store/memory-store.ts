@@ -3,7 +3,7 @@ import { EventLogFullError, TERMINAL_EVENT_TYPES, type EventLog, type ReadOption
 import { TERMINAL_STATUSES, type Run, type RunStatus } from './run.js';
 import { isoAt } from './iso-clock.js';
 import { jsonString } from './json-text.js';
-import { RunArena, type SealedRun } from './run-arena.js';
+import { RunArena, runJson, type SealedRun } from './run-arena.js';
 import { RunwayError } from '../errors.js';
 
 export interface MemoryStoreOptions {
@@ -237,6 +237,9 @@ export class MemoryStore implements RunStore, EventLog, CancelBus {
   private readonly now: () => number;
   private seq = 0;
   private lastEntry: Entry | undefined;
+  /** The last run moved to the arena and its JSON, for `finishedJson`. */
+  private lastSealedRun: Run | undefined;
+  private lastSealedJson = '';
 
   constructor(private readonly options: MemoryStoreOptions) {
     this.now = options.now ?? Date.now;
@@ -306,6 +309,10 @@ export class MemoryStore implements RunStore, EventLog, CancelBus {
       lastSeq = index.seqs[i]!;
     }
     return { data, nextCursor: null };
+  }
+
+  finishedJson(run: Run): string | undefined {
+    return run === this.lastSealedRun ? this.lastSealedJson : undefined;
   }
 
   async ping(): Promise<void> {}
@@ -459,7 +466,12 @@ export class MemoryStore implements RunStore, EventLog, CancelBus {
     if (entry.terminal) {
       let handle: number | undefined;
       try {
-        handle = this.arena.put(entry.sealed());
+        const sealed = entry.sealed();
+        sealed.runJson = runJson(entry.run);
+        handle = this.arena.put(sealed);
+        // The Run object is final from here on (its status is, and its log is complete).
+        this.lastSealedRun = entry.run;
+        this.lastSealedJson = sealed.runJson;
       } catch {
         // JSON.stringify refused a member (only a toJSON that changed its mind since the Runner
         // serialized it): the run stays on the heap.

@@ -10,6 +10,8 @@ export interface SealedRun {
   /** Four numbers per event: type code, ms offset, token step, end of its text in `blob`. */
   meta: Uint32Array;
   blob: string;
+  /** `runJson(run)`, when the caller already has it. */
+  runJson?: string;
 }
 
 const SLAB_BYTES = 1 << 20;
@@ -76,7 +78,7 @@ export class RunArena {
     const r = p.run;
     // What listings filter on, readable without decoding the whole run (its input and output can be megabytes).
     const head = `${userText}[${jsonString(r.status)},${jsonString(r.workflow)},${r.conversation_id === null ? 'null' : jsonString(r.conversation_id)}]`;
-    const runText = runJson(r);
+    const runText = p.runJson ?? runJson(r);
     const body = p.tokenSteps === undefined ? runText : runText + JSON.stringify(p.tokenSteps);
     const blob = p.blob;
     const blobEncoding: BufferEncoding = blob.isWellFormed() ? 'utf8' : 'utf16le';

@@ -37,6 +37,12 @@ export interface RunStore {
    */
   createNow?(run: Run): void;
   updateNow?(id: string, patch: Partial<Run>, expect: readonly RunStatus[]): Run | undefined;
+  /**
+   * Optional: the JSON text (as `JSON.stringify` writes it) of a finished run the store has just
+   * serialized to keep it, when it still has it at hand; else undefined. Answering with it spares
+   * serializing the same run a second time.
+   */
+  finishedJson?(run: Run): string | undefined;
   /** Throws when the store cannot be reached (drives `/readyz`). */
   ping(): Promise<void>;
 }
