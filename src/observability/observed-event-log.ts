@@ -11,6 +11,8 @@ export interface RunEventObserver {
    * usage}` / `{error}` / `{reason}` on the terminal events, undefined on `run.started`.
    */
   onRunEvent(runId: string, type: Exclude<RunEventType, 'token'>, data: unknown): void;
+  /** Only `step` events of these kinds are delivered (all when absent): most steps interest no one. */
+  readonly stepKinds?: ReadonlySet<string>;
 }
 
 /**
@@ -25,6 +27,8 @@ export interface RunEventObserver {
  */
 export class ObservedEventLog implements EventLog {
   private observers: RunEventObserver[] = [];
+  /** Step kinds some observer wants; undefined when one wants them all. */
+  private stepKinds: ReadonlySet<string> | undefined = new Set();
   /** Present exactly when the inner log has it, so the Session keeps its synchronous fast path. */
   readonly appendNow?: (runId: string, type: RunEventType, data: unknown, dataJson?: string) => number;
   /** Tokens are not observed: the inner log's own method, when it has one. */
@@ -37,7 +41,7 @@ export class ObservedEventLog implements EventLog {
       this.appendNow = (runId, type, data, dataJson) => {
         // Only an event that was stored is observed: one the log refused did not happen.
         const id = appendNow(runId, type, data, dataJson);
-        if (type !== 'token' && this.observers.length > 0) this.notify(runId, type, data);
+        if (type !== 'token' && this.observers.length > 0 && this.wanted(type, data)) this.notify(runId, type, data);
         return id;
       };
     }
@@ -46,16 +50,34 @@ export class ObservedEventLog implements EventLog {
   /** Adds an observer; returns the function that removes it. */
   observe(observer: RunEventObserver): () => void {
     this.observers = [...this.observers, observer];
+    this.collectStepKinds();
     return () => {
       this.observers = this.observers.filter((o) => o !== observer);
+      this.collectStepKinds();
     };
+  }
+
+  private collectStepKinds(): void {
+    const kinds = new Set<string>();
+    for (const o of this.observers) {
+      if (o.stepKinds === undefined) {
+        this.stepKinds = undefined;
+        return;
+      }
+      for (const kind of o.stepKinds) kinds.add(kind);
+    }
+    this.stepKinds = kinds;
+  }
+
+  private wanted(type: RunEventType, data: unknown): boolean {
+    return type !== 'step' || this.stepKinds === undefined || this.stepKinds.has((data as { kind?: string } | undefined)?.kind ?? '');
   }
 
   append(runId: string, type: RunEventType, data: unknown, dataJson?: string): Promise<number> {
     const id = this.inner.append(runId, type, data, dataJson);
     // Terminal events come this way: observed when the runner writes them, so an observer's
     // per-run state is always released.
-    if (type !== 'token' && this.observers.length > 0) this.notify(runId, type, data);
+    if (type !== 'token' && this.observers.length > 0 && this.wanted(type, data)) this.notify(runId, type, data);
     return id;
   }
 
@@ -64,7 +86,9 @@ export class ObservedEventLog implements EventLog {
   }
 
   private notify(runId: string, type: Exclude<RunEventType, 'token'>, data: unknown): void {
+    const kind = type === 'step' ? ((data as { kind?: string } | undefined)?.kind ?? '') : undefined;
     for (const observer of this.observers) {
+      if (kind !== undefined && observer.stepKinds !== undefined && !observer.stepKinds.has(kind)) continue;
       try {
         observer.onRunEvent(runId, type, data);
       } catch {

@@ -199,6 +199,9 @@ export class RunMetrics implements RunEventObserver {
     this.openSse--;
   };
 
+  /** The steps counted: LLM calls (tokens, time to first token) and tool calls. */
+  readonly stepKinds: ReadonlySet<string> = new Set(['LLM_END', 'TOOL_END']);
+
   onRunEvent(runId: string, type: Exclude<RunEventType, 'token'>, data: unknown): void {
     switch (type) {
       case 'step':
