@@ -10,6 +10,7 @@
 //   A_DIST=/path/to/other/build node bench/interleaved-cpu.mjs        # a build's output dir (default: dist)
 //   B_ENV='{"RUNWAY_MAX_RUNS":"10"}' node bench/interleaved-cpu.mjs   # extra env for one side
 //   B_BODY='{"input":"hi","background":true}' node bench/interleaved-cpu.mjs
+//   A_DIST=bare node bench/interleaved-cpu.mjs     # bench/bare-server.ts as A: Runway's CPU per request against the bare route's
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
@@ -33,7 +34,8 @@ async function start(label) {
   const port = await freePort();
   // Node flags for one side (NODE_OPTIONS refuses some, e.g. --single-threaded-gc): A_NODE_FLAGS='--flag'.
   const flags = (process.env[`${label}_NODE_FLAGS`] ?? '').split(' ').filter(Boolean);
-  const child = spawn(process.execPath, [...flags, `${dist}/src/server.js`], {
+  const entry = dist === 'bare' ? ['--import', 'tsx', 'bench/bare-server.ts'] : [`${dist}/src/server.js`];
+  const child = spawn(process.execPath, [...flags, ...entry], {
     env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn', RUNWAY_ECHO_DELAY_MS: '0', ...JSON.parse(process.env[`${label}_ENV`] ?? '{}') },
     stdio: ['ignore', 'ignore', 'inherit'],
   });
