@@ -92,6 +92,25 @@ describe('DeadlineQueue', () => {
     expect(fired).toEqual(['first', 'second', 'added']);
   });
 
+  it('keeps the process alive while a deadline is pending, and only then', () => {
+    vi.useRealTimers();
+    const timers = () => process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
+    const before = timers();
+    const q = new DeadlineQueue();
+    const a = q.add(60_000, () => {});
+    expect(timers()).toBe(before + 1);
+    const b = q.add(60_000, () => {});
+    q.cancel(a);
+    expect(timers()).toBe(before + 1);
+    // Still armed (for a cancelled deadline) but holding nothing up.
+    q.cancel(b);
+    expect(timers()).toBe(before);
+    q.add(60_000, () => {});
+    expect(timers()).toBe(before + 1);
+    q.close();
+    expect(timers()).toBe(before);
+  });
+
   it('fires nothing after close', () => {
     const q = queue();
     const fired: number[] = [];

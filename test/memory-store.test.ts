@@ -221,31 +221,41 @@ describe('MemoryStore event log', () => {
     ]);
   });
 
-  it('refuses an event type it does not know', async () => {
+  it('refuses an event type it does not know, and the log stays intact after it is sealed', async () => {
     const store = makeStore();
     const run = await created(store);
-    expect(() => store.appendNow(run.id, 'run.bogus' as 'step', {})).toThrow(TypeError);
-    store.appendNow(run.id, 'step', { ok: true });
-    expect((await collect(store.read(run.id, 0, { follow: false }))).map((e) => e.type)).toEqual(['step']);
+    store.appendNow(run.id, 'step', { a: 1 });
+    expect(() => store.appendNow(run.id, 'run.bogus' as 'step', { x: 'bogus' })).toThrow(TypeError);
+    expect(() => store.appendNow(run.id, 'constructor' as 'step', { x: 'inherited' })).toThrow(TypeError);
+    store.appendNow(run.id, 'step', { b: 2 });
+    await finish(store, run);
+    const events = await collect(store.read(run.id, 0));
+    expect(events.map((e) => [e.id, e.type, JSON.parse(e.json).data])).toEqual([
+      [1, 'step', { a: 1 }],
+      [2, 'step', { b: 2 }],
+      [3, 'run.succeeded', {}],
+    ]);
   });
 
   it('never dates an event before the run\'s first one when the wall clock steps back', async () => {
     const store = makeStore();
-    const run = await created(store);
     const start = Date.now();
+    // Mocked from before the run exists: its first event's time is `start`, not a later real one.
     const clock = vi.spyOn(Date, 'now').mockReturnValue(start);
     try {
+      const run = await created(store);
       store.appendNow(run.id, 'run.queued', {});
       clock.mockReturnValue(start - 5_000);
       store.appendTokenNow(run.id, 'a', 's1');
       clock.mockReturnValue(start + 7);
       await finish(store, run);
+      clock.mockRestore();
+      // Read back from the arena, where times are unsigned offsets from the first event.
+      const times = (await collect(store.read(run.id, 0))).map((e) => Date.parse(JSON.parse(e.json).time) - start);
+      expect(times).toEqual([0, 0, 7]);
     } finally {
       clock.mockRestore();
     }
-    // Read back from the arena, where times are unsigned offsets from the first event.
-    const times = (await collect(store.read(run.id, 0))).map((e) => Date.parse(JSON.parse(e.json).time) - start);
-    expect(times).toEqual([0, 0, 7]);
   });
 
   it('replays a finished run with more events than a function call may take arguments', async () => {

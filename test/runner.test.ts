@@ -470,6 +470,30 @@ describe('Runner cancellation and timeouts', () => {
     expect((await (await start(app, 'echo', 'again')).done).status).toBe('succeeded');
   });
 
+  it('what a workflow records while handling its abort (a tool step\'s end) comes before the terminal event, on cancel and on timeout', async () => {
+    const app = await appWith({
+      tooly: async (_input, ctx) => {
+        const step = ctx.startStep('TOOL', 'slow');
+        try {
+          await untilAborted(ctx.signal);
+        } catch (err) {
+          step.end({ error: { code: 'aborted', message: 'aborted' } });
+          throw err;
+        }
+      },
+    });
+    const cancelled = await start(app, 'tooly');
+    await waitFor(() => cancelled.run.status === 'running');
+    await tick();
+    const kinds = async (run: Run) => (await finishedLog(app, run)).events.map((e) => (e.type === 'step' ? (e.data as { kind: string }).kind : e.type));
+    const runA = await app.runtime.cancelRun(cancelled.run_id, 'alice');
+    expect(await kinds(runA)).toEqual(['run.queued', 'run.started', 'WORKFLOW_START', 'TOOL_START', 'TOOL_END', 'WORKFLOW_END', 'run.cancelled']);
+    const timedOut = await start(app, 'tooly', 'x', { timeoutMs: 20 });
+    const runB = await timedOut.done;
+    expect(runB.error?.code).toBe('run_timeout');
+    expect(await kinds(runB)).toEqual(['run.queued', 'run.started', 'WORKFLOW_START', 'TOOL_START', 'TOOL_END', 'WORKFLOW_END', 'run.failed']);
+  });
+
   it('cancel of a finished run is conflict, and writes nothing', async () => {
     const app = await appWith({
       boom: async () => {

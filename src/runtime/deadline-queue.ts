@@ -62,6 +62,8 @@ export class DeadlineQueue {
   private timer: NodeJS.Timeout | undefined;
   /** When the armed timer falls due; Infinity when none is armed. */
   private armedFor = Infinity;
+  /** Deadlines neither fired nor cancelled: the timer keeps the process alive only while there are some. */
+  private live = 0;
 
   constructor(private readonly now: () => number = () => performance.now()) {}
 
@@ -71,6 +73,7 @@ export class DeadlineQueue {
     if (lane === undefined) this.lanes.set(ms, (lane = new Lane()));
     const deadline: Entry = { due: this.now() + ms, fire, lane };
     lane.items.push(deadline);
+    if (this.live++ === 0) this.timer?.ref();
     if (deadline.due < this.armedFor) this.arm(deadline.due);
     return deadline;
   }
@@ -79,15 +82,14 @@ export class DeadlineQueue {
     const entry = deadline as Entry | undefined;
     if (entry === undefined || entry.fire === undefined) return;
     entry.fire = undefined;
+    this.ended();
     entry.lane.cancelled++;
     entry.lane.trim();
   }
 
   /** Deadlines pending (for tests and diagnostics). */
   get pending(): number {
-    let n = 0;
-    for (const lane of this.lanes.values()) n += lane.size - lane.cancelled;
-    return n;
+    return this.live;
   }
 
   /** Entries held, pending or not yet trimmed (tests use it to show memory stays bounded). */
@@ -103,15 +105,21 @@ export class DeadlineQueue {
     this.timer = undefined;
     this.armedFor = Infinity;
     this.lanes.clear();
+    this.live = 0;
+  }
+
+  /** A deadline fired or was cancelled. */
+  private ended(): void {
+    if (--this.live === 0) this.timer?.unref();
   }
 
   private arm(due: number): void {
     clearTimeout(this.timer);
     this.armedFor = due;
     this.timer = setTimeout(() => this.expire(), Math.max(0, Math.ceil(due - this.now())));
-    // Often armed for a deadline already cancelled (it is not disarmed per run): it must not keep
-    // an otherwise finished process alive. A live run has its own reasons to (a server, sockets).
-    this.timer.unref();
+    // Often armed for a deadline already cancelled (it is not disarmed per run): it keeps the
+    // process alive only while some deadline is pending, as one timer per run did.
+    if (this.live === 0) this.timer.unref();
   }
 
   private expire(): void {
@@ -131,6 +139,7 @@ export class DeadlineQueue {
           continue;
         }
         deadline.fire = undefined;
+        this.ended();
         try {
           fire();
         } catch (err) {

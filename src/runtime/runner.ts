@@ -370,7 +370,10 @@ class Execution {
       }
       // A workflow or tool that ignores its signal is abandoned at abort time instead of holding
       // the run (and its permit) open; what it returns later is ignored.
-      s.onAbort((cause) => this.caught(new RunAbortedError(cause)));
+      // One microtask later: the abort has already rejected what the workflow awaits, and its own
+      // handling (a tool's TOOL_END with `aborted`, say) runs first and is recorded before the
+      // terminal event; run synchronously, the run would end first and drop those events.
+      s.onAbort((cause) => queueMicrotask(() => this.caught(new RunAbortedError(cause))));
       const work = returned instanceof Promise ? returned : Promise.resolve(returned);
       work.then((output) => this.returned(output), (err: unknown) => this.caught(err));
     } catch (err) {

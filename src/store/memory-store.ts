@@ -87,11 +87,12 @@ class Entry {
   }
 
   push(type: RunEventType, text: string, tokenStep = 0): void {
+    // Checked before anything changes: a refused event must leave the log as it was.
+    const code = EVENT_CODES[type];
+    if (code === undefined) throw new TypeError(`Unknown event type ${String(type)}`);
     this.size += text.length;
     const w = this.words;
     if (w + 4 > this.meta.length) this.grow();
-    const code = EVENT_CODES[type];
-    if (code === undefined) throw new TypeError(`Unknown event type ${String(type)}`);
     const meta = this.meta;
     meta[w] = code;
     // Never before the run's first event, even if the wall clock steps back (the offset is unsigned).
@@ -148,7 +149,8 @@ const EVENT_TYPES: readonly RunEventType[] = [
   'run.failed',
   'run.cancelled',
 ];
-const EVENT_CODES = Object.fromEntries(EVENT_TYPES.map((t, i) => [t, i])) as Record<RunEventType, number>;
+/** No prototype: a name like `constructor` is not an event type. */
+const EVENT_CODES = Object.assign(Object.create(null) as object, Object.fromEntries(EVENT_TYPES.map((t, i) => [t, i]))) as Record<RunEventType, number | undefined>;
 
 /** Numbers for 16 events, what an `echo` run of a short input records. */
 const POOLED_WORDS = 64;
