@@ -4,8 +4,8 @@ import { RunwayError } from '../src/errors.js';
 import { EventLogFullError, type StoredEvent } from '../src/store/event-log.js';
 import { MemoryStore, type MemoryStoreOptions } from '../src/store/memory-store.js';
 import { RunArena } from '../src/store/run-arena.js';
-import { zeroUsage, type Run, type RunStatus } from '../src/store/run.js';
-import { tick, waitFor } from './support/runtime-test-kit.js';
+import type { Run, RunStatus } from '../src/store/run.js';
+import { makeRun, tick, waitFor } from './support/runtime-test-kit.js';
 
 const stores: MemoryStore[] = [];
 
@@ -17,26 +17,6 @@ function makeStore(options: Partial<MemoryStoreOptions> = {}): MemoryStore {
   const store = new MemoryStore({ runTtlS: 3600, maxRuns: 10_000, maxEventsPerRun: 10_000, sweepIntervalMs: 3_600_000, ...options });
   stores.push(store);
   return store;
-}
-
-function makeRun(over: Partial<Run> = {}): Run {
-  return {
-    id: randomUUID(),
-    workflow: 'echo',
-    user_id: 'alice',
-    conversation_id: null,
-    status: 'running',
-    input: 'x',
-    output: null,
-    error: null,
-    usage: zeroUsage(),
-    metadata: {},
-    created_at: new Date().toISOString(),
-    started_at: null,
-    finished_at: null,
-    last_event_id: 0,
-    ...over,
-  };
 }
 
 async function created(store: MemoryStore, over: Partial<Run> = {}): Promise<Run> {

@@ -1,8 +1,7 @@
-import { randomUUID } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ObservedEventLog, type RunEventObserver } from '../src/observability/observed-event-log.js';
 import { MemoryStore } from '../src/store/memory-store.js';
-import { zeroUsage, type Run } from '../src/store/run.js';
+import { makeRun } from './support/runtime-test-kit.js';
 
 const stores: MemoryStore[] = [];
 afterEach(() => {
@@ -12,22 +11,7 @@ afterEach(() => {
 function setup(): { events: ObservedEventLog; runId: string } {
   const store = new MemoryStore({ runTtlS: 3600, maxRuns: 100, maxEventsPerRun: 100 });
   stores.push(store);
-  const run: Run = {
-    id: randomUUID(),
-    workflow: 'w',
-    user_id: 'u',
-    conversation_id: null,
-    status: 'running',
-    input: 'x',
-    output: null,
-    error: null,
-    usage: zeroUsage(),
-    metadata: {},
-    created_at: new Date().toISOString(),
-    started_at: null,
-    finished_at: null,
-    last_event_id: 0,
-  };
+  const run = makeRun({ workflow: 'w', user_id: 'u' });
   store.createNow(run);
   return { events: new ObservedEventLog(store), runId: run.id };
 }

@@ -1,6 +1,8 @@
+import { randomUUID } from 'node:crypto';
 import { expect } from 'vitest';
 import type { EventLog } from '../../src/store/event-log.js';
 import { TERMINAL_EVENT_TYPES } from '../../src/store/event-log.js';
+import { zeroUsage, type Run } from '../../src/store/run.js';
 
 /** A promise with its resolve/reject exposed, for gating workflows and jobs from a test. */
 export interface Deferred<T = void> {
@@ -70,4 +72,25 @@ export function expectOneTerminalLast(events: readonly ParsedEvent[], runId: str
   const last = events[events.length - 1]!;
   expect(TERMINAL_EVENT_TYPES.has(last.type)).toBe(true);
   return last;
+}
+
+/** A Run record as the Runner would create it (status `running`, a fresh id), with overrides. */
+export function makeRun(over: Partial<Run> = {}): Run {
+  return {
+    id: randomUUID(),
+    workflow: 'echo',
+    user_id: 'alice',
+    conversation_id: null,
+    status: 'running',
+    input: 'x',
+    output: null,
+    error: null,
+    usage: zeroUsage(),
+    metadata: {},
+    created_at: new Date().toISOString(),
+    started_at: null,
+    finished_at: null,
+    last_event_id: 0,
+    ...over,
+  };
 }
