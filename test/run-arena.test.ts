@@ -42,7 +42,7 @@ describe('RunArena', () => {
     expect(arena.open(handle)).toEqual(parts);
     expect(arena.run(handle)).toEqual(base);
     expect(arena.run(handle)).not.toBe(base);
-    expect(arena.userId(handle)).toBe('u\n"1" é');
+    expect(arena.open(handle).userId).toBe('u\n"1" é');
     const empty = sealed({ tokenSteps: undefined, meta: Uint32Array.of(), blob: '' });
     expect(arena.open(arena.put(empty)!)).toEqual(empty);
   });

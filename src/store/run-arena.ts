@@ -119,11 +119,6 @@ export class RunArena {
     return slot * SLAB_BYTES + offset;
   }
 
-  userId(handle: number): string {
-    const [buf, offset] = this.locate(handle);
-    return JSON.parse(this.head(buf, offset).slice(0, buf.readUInt32LE(offset + H_USER_CHARS))) as string;
-  }
-
   /** The members listings filter on. */
   summary(handle: number): Pick<Run, 'status' | 'workflow' | 'conversation_id'> {
     const [buf, offset] = this.locate(handle);
