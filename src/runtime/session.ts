@@ -225,7 +225,9 @@ export class Session implements RunContext {
   private openStep(step_id: string, parent_id: string | null, kind: StepKind, name: string, options: StartStepOptions): StepHandle {
     const startedAt = performance.now();
     const extra = options.extra;
-    const start: StepEventData = { step_id, parent_id, kind: `${kind}_START`, name, ...extra };
+    const kinds = kindNames(kind);
+    // Spread only when there is something to spread (most steps have no extra fields).
+    const start: StepEventData = extra === undefined ? { step_id, parent_id, kind: kinds.start, name } : { step_id, parent_id, kind: kinds.start, name, ...extra };
     if (options.input !== undefined) start.data = { input: options.input };
     // Steps without extra fields (most) are written directly; the rest go through JSON.stringify.
     this.emit('step', start, extra === undefined ? stepJson(start) : undefined);
@@ -235,14 +237,11 @@ export class Session implements RunContext {
       end: (result: StepEnd = {}) => {
         if (ended) return;
         ended = true;
-        const end: StepEventData = {
-          step_id,
-          parent_id,
-          kind: `${kind}_END`,
-          name,
-          duration_ms: Math.round((performance.now() - startedAt) * 1000) / 1000,
-          ...result.extra,
-        };
+        const duration_ms = Math.round((performance.now() - startedAt) * 1000) / 1000;
+        const end: StepEventData =
+          result.extra === undefined
+            ? { step_id, parent_id, kind: kinds.end, name, duration_ms }
+            : { step_id, parent_id, kind: kinds.end, name, duration_ms, ...result.extra };
         if (result.output !== undefined || result.error !== undefined) {
           end.data = result.error !== undefined ? { error: result.error } : { output: result.output };
         }
@@ -251,4 +250,20 @@ export class Session implements RunContext {
       },
     };
   }
+}
+
+type KindNames = { start: StepEventData['kind']; end: StepEventData['kind'] };
+
+/** `FUNCTION_START` / `FUNCTION_END` for each kind, made once (a step would otherwise build both strings). */
+const KIND_NAMES = new Map<string, KindNames>();
+
+function kindNames(kind: StepKind): KindNames {
+  let names = KIND_NAMES.get(kind);
+  if (names === undefined) {
+    names = { start: `${kind}_START`, end: `${kind}_END` };
+    // Kinds come from code (a workflow may pass any string): the cache stays small unless a
+    // workflow makes kinds up per step, and then it stops growing.
+    if (KIND_NAMES.size < 64) KIND_NAMES.set(kind, names);
+  }
+  return names;
 }
