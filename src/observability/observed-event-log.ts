@@ -41,7 +41,7 @@ export class ObservedEventLog implements EventLog {
       this.appendNow = (runId, type, data, dataJson) => {
         // Only an event that was stored is observed: one the log refused did not happen.
         const id = appendNow(runId, type, data, dataJson);
-        if (type !== 'token' && this.observers.length > 0 && this.wanted(type, data)) this.notify(runId, type, data);
+        if (type !== 'token' && this.observers.length > 0) this.notify(runId, type, data);
         return id;
       };
     }
@@ -69,15 +69,11 @@ export class ObservedEventLog implements EventLog {
     this.stepKinds = kinds;
   }
 
-  private wanted(type: RunEventType, data: unknown): boolean {
-    return type !== 'step' || this.stepKinds === undefined || this.stepKinds.has((data as { kind?: string } | undefined)?.kind ?? '');
-  }
-
   append(runId: string, type: RunEventType, data: unknown, dataJson?: string): Promise<number> {
     const id = this.inner.append(runId, type, data, dataJson);
     // Terminal events come this way: observed when the runner writes them, so an observer's
     // per-run state is always released.
-    if (type !== 'token' && this.observers.length > 0 && this.wanted(type, data)) this.notify(runId, type, data);
+    if (type !== 'token' && this.observers.length > 0) this.notify(runId, type, data);
     return id;
   }
 
@@ -87,6 +83,8 @@ export class ObservedEventLog implements EventLog {
 
   private notify(runId: string, type: Exclude<RunEventType, 'token'>, data: unknown): void {
     const kind = type === 'step' ? ((data as { kind?: string } | undefined)?.kind ?? '') : undefined;
+    // A step no observer wants costs this one check.
+    if (kind !== undefined && this.stepKinds !== undefined && !this.stepKinds.has(kind)) return;
     for (const observer of this.observers) {
       if (kind !== undefined && observer.stepKinds !== undefined && !observer.stepKinds.has(kind)) continue;
       try {
