@@ -11,9 +11,16 @@
 // next): drift hits the targets of one round alike, and each round's ratio is taken against that
 // round's bare route. The median of those ratios is the figure.
 //
+// On a machine of two or more CPUs the servers are pinned to CPU 0 and autocannon (this process)
+// to CPU 1, with `taskset` (util-linux): unpinned, the scheduler lets autocannon and the server
+// take turns on both CPUs, so the bare route is partly limited by its client and a round's ratio
+// depends on where the scheduler put things (one unpinned run gave rounds of 48% and 93%).
+// Pinned, each server is limited by its own CPU, its garbage collector's helper threads included.
+// BENCH_PIN=0 turns it off.
+//
 // Extra Node flags for the servers (e.g. NODE_FLAGS="--cpu-prof --cpu-prof-dir=prof") go through
 // NODE_FLAGS. Results are printed as a Markdown table for BENCHMARKS.md.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { createServer } from 'node:net';
 import { cpus } from 'node:os';
@@ -24,6 +31,19 @@ const connections = Number(process.env.BENCH_CONNECTIONS ?? 50);
 const warmup = Number(process.env.BENCH_WARMUP ?? 5);
 const rounds = Number(process.env.BENCH_ROUNDS ?? 10);
 const nodeFlags = (process.env.NODE_FLAGS ?? '').split(' ').filter(Boolean);
+
+/** Pins this process (every thread of it) to CPU 1; false when not asked for or not possible here. */
+function pinSelf(): boolean {
+  if (process.env.BENCH_PIN === '0' || cpus().length < 2) return false;
+  try {
+    execFileSync('taskset', ['-a', '-p', '-c', '1', String(process.pid)], { stdio: 'ignore' });
+    return true;
+  } catch {
+    console.warn('taskset is not available: servers and autocannon are not pinned to CPUs');
+    return false;
+  }
+}
+const pinned = pinSelf();
 
 async function freePort(): Promise<number> {
   const srv = createServer();
@@ -66,7 +86,9 @@ interface Target {
 
 async function start(name: string, args: string[], env: Record<string, string>, probe: string, input: string): Promise<Target> {
   const port = await freePort();
-  const child = spawn(process.execPath, [...nodeFlags, ...args], {
+  const argv = [process.execPath, ...nodeFlags, ...args];
+  const [command, ...rest] = pinned ? ['taskset', '-c', '0', ...argv] : argv;
+  const child = spawn(command!, rest, {
     env: { ...process.env, ...env, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn' },
     stdio: ['ignore', 'inherit', 'inherit'],
   });
@@ -113,7 +135,9 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
 const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
 const [bare, ...runway] = targets as [Target, ...Target[]];
 const ratios = runway.map((t) => t.results.map((r, i) => r.reqPerSec / bare.results[i]!.reqPerSec));
-console.log(`\nNode ${process.version}, ${cpus().length} CPUs (${cpus()[0]?.model ?? '?'}), ${connections} connections, ${rounds} rounds of ${duration} s per target (mirrored order), ${warmup} s warm-up each\n`);
+console.log(
+  `\nNode ${process.version}, ${cpus().length} CPUs (${cpus()[0]?.model ?? '?'}), ${pinned ? 'servers pinned to CPU 0 and autocannon to CPU 1' : 'not pinned'}, ${connections} connections, ${rounds} rounds of ${duration} s per target (mirrored order), ${warmup} s warm-up each\n`,
+);
 console.log('| target | req/s median (min–max) | p50 ms | p99 ms | non-2xx | errors | of bare: median (min–max of rounds) |');
 console.log('| --- | --- | --- | --- | --- | --- | --- |');
 for (const [i, t] of targets.entries()) {
