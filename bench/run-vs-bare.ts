@@ -156,4 +156,25 @@ for (let round = 0; round < rounds; round++) {
   console.log(`| ${round + 1} | ${cells.join(' | ')} |`);
 }
 console.log('');
-for (const [i, t] of runway.entries()) console.log(`median ratio, ${t.name}: ${pct(median(ratios[i]!))} of bare`);
+/**
+ * A 95% interval for the median of `xs`, by resampling the rounds (a bootstrap): how far the figure
+ * could move on this machine with the same number of rounds. A fixed seed keeps it reproducible.
+ */
+function medianInterval(xs: number[], draws = 4000): [number, number] {
+  // mulberry32
+  let state = 0x9e3779b9;
+  const random = () => {
+    state = (state + 0x6d2b79f5) | 0;
+    let t = Math.imul(state ^ (state >>> 15), 1 | state);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
+  };
+  const medians: number[] = [];
+  for (let d = 0; d < draws; d++) medians.push(median(xs.map(() => xs[Math.floor(random() * xs.length)]!)));
+  medians.sort((a, b) => a - b);
+  return [medians[Math.floor(draws * 0.025)]!, medians[Math.floor(draws * 0.975)]!];
+}
+for (const [i, t] of runway.entries()) {
+  const [lo, hi] = medianInterval(ratios[i]!);
+  console.log(`median ratio, ${t.name}: ${pct(median(ratios[i]!))} of bare (95% interval of the median over rounds: ${pct(lo)}–${pct(hi)})`);
+}
