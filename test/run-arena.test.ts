@@ -47,6 +47,19 @@ describe('RunArena', () => {
     expect(arena.open(arena.put(empty)!)).toEqual(empty);
   });
 
+  it('gives back token step ids of any text, and ids that untyped code passed as numbers, as JSON.stringify kept them', () => {
+    const arena = new RunArena();
+    for (const tokenSteps of [['s1', 's2', 's3'], ['s\ud800', 'é😀', 'a\\b\u0001'], [7, 's1'] as unknown as string[]]) {
+      const parts = sealed({ tokenSteps });
+      expect(arena.open(arena.put(parts)!).tokenSteps).toEqual(JSON.parse(JSON.stringify(tokenSteps)));
+      // A record too large for the size estimate is counted exactly; its step ids follow the Run all the same.
+      const large = sealed({ tokenSteps, run: { ...base, output: 'é'.repeat(200_000) } });
+      const opened = arena.open(arena.put(large)!);
+      expect(opened.tokenSteps).toEqual(JSON.parse(JSON.stringify(tokenSteps)));
+      expect(opened.run).toEqual(large.run);
+    }
+  });
+
   it('keeps texts that UTF-8 cannot carry (lone surrogates) exactly', () => {
     const arena = new RunArena();
     for (const blob of ['\ud800', 'a\udc00b', '😀\ud83d', 'plain é 😀']) {

@@ -22,7 +22,7 @@ const HEADER_BYTES = 40;
 const ESTIMATE_LIMIT = SLAB_BYTES >> 3;
 
 // Header fields, byte offsets within a record. The texts follow the event numbers in three parts,
-// each written by one call: `head` (the user id's JSON, then the listing summary), `body` (the
+// each read back by one call: `head` (the user id's JSON, then the listing summary), `body` (the
 // Run's JSON, then the token step ids' JSON) and the blob. Char counts split a part once decoded.
 const H_SIZE = 0;
 const H_COUNT = 4;
@@ -42,7 +42,7 @@ const H_BLOB_UTF16 = 36;
  * old generation), ~3.6 kB per request, which made scavenges take ~6 ms instead of ~2 and garbage
  * collection the largest cost of a request. Bytes in a Buffer are not the collector's to copy or
  * scan: what a finished run leaves on the heap is its id and a number in a map. Writing the
- * record is three UTF-8 encodes; reading it (replays, GET /runs/:id, listings: rare next to
+ * record is three or four UTF-8 encodes; reading it (replays, GET /runs/:id, listings: rare next to
  * writes) decodes and parses it.
  *
  * Runs are evicted in the order they finished and are written in that order, so buffers empty in
@@ -78,16 +78,19 @@ export class RunArena {
     const r = p.run;
     // What listings filter on, readable without decoding the whole run (its input and output can be megabytes).
     const head = `${userText}[${jsonString(r.status)},${jsonString(r.workflow)},${r.conversation_id === null ? 'null' : jsonString(r.conversation_id)}]`;
+    // The Run's JSON and the step ids' are written one after the other rather than joined first:
+    // the joined copy was flattened for the write, and the Run's JSON flattened again when the
+    // response sent it; written on its own, it is flattened once, in place, for both.
     const runText = p.runJson ?? runJson(r);
-    const body = p.tokenSteps === undefined ? runText : runText + JSON.stringify(p.tokenSteps);
+    const stepsText = p.tokenSteps === undefined ? '' : stepIdsJson(p.tokenSteps);
     const blob = p.blob;
     const blobEncoding: BufferEncoding = blob.isWellFormed() ? 'utf8' : 'utf16le';
     const n = p.meta.length;
     // UTF-8 takes at most 3 bytes per UTF-16 unit: reserve that much and give back the rest, which
     // spares counting every text's bytes first; a large record is counted exactly instead.
-    let size = HEADER_BYTES + n * 4 + 3 * (head.length + body.length) + (blobEncoding === 'utf8' ? 3 : 2) * blob.length;
+    let size = HEADER_BYTES + n * 4 + 3 * (head.length + runText.length + stepsText.length) + (blobEncoding === 'utf8' ? 3 : 2) * blob.length;
     if (size > ESTIMATE_LIMIT) {
-      size = HEADER_BYTES + n * 4 + Buffer.byteLength(head) + Buffer.byteLength(body) + Buffer.byteLength(blob, blobEncoding);
+      size = HEADER_BYTES + n * 4 + Buffer.byteLength(head) + Buffer.byteLength(runText) + Buffer.byteLength(stepsText) + Buffer.byteLength(blob, blobEncoding);
     }
     size = ((size + 3) >> 2) << 2;
     const place = this.reserve(size);
@@ -99,7 +102,8 @@ export class RunArena {
     let o = offset + HEADER_BYTES + n * 4;
     const headBytes = buf.write(head, o);
     o += headBytes;
-    const bodyBytes = buf.write(body, o);
+    let bodyBytes = buf.write(runText, o);
+    if (stepsText.length > 0) bodyBytes += buf.write(stepsText, o + bodyBytes);
     o += bodyBytes;
     const blobBytes = buf.write(blob, o, blobEncoding);
     o += blobBytes;
@@ -218,6 +222,17 @@ export class RunArena {
     const slot = Math.floor(handle / SLAB_BYTES);
     return [this.slabs[slot]!, handle - slot * SLAB_BYTES];
   }
+}
+
+/** `JSON.stringify(ids)` for a run's token step ids, without its C++ call when they are strings (as the Session records them). */
+function stepIdsJson(ids: readonly string[]): string {
+  let text = '[';
+  for (let i = 0; i < ids.length; i++) {
+    const id = ids[i];
+    if (typeof id !== 'string') return JSON.stringify(ids);
+    text += i === 0 ? jsonString(id) : `,${jsonString(id)}`;
+  }
+  return `${text}]`;
 }
 
 /** The JSON of a Run, member for member as JSON.stringify writes it, strings quoted directly. */
