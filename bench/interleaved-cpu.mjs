@@ -11,24 +11,15 @@
 //   B_ENV='{"RUNWAY_MAX_RUNS":"10"}' node bench/interleaved-cpu.mjs   # extra env for one side
 //   B_BODY='{"input":"hi","background":true}' node bench/interleaved-cpu.mjs
 //   A_DIST=bare node bench/interleaved-cpu.mjs     # bench/bare-server.ts as A: Runway's CPU per request against the bare route's
-import { execFileSync, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { cpus } from 'node:os';
 import autocannon from 'autocannon';
+import { onServerCpu, pinLoadGenerator } from './cpu-pinning.mjs';
 
-// As in run-vs-bare.ts: both servers on CPU 0, autocannon (this process) on CPU 1, so each burst's
-// server CPU is spent on the same core as the other side's; BENCH_PIN=0 turns it off.
-let pinned = false;
-if (process.env.BENCH_PIN !== '0' && cpus().length >= 2) {
-  try {
-    execFileSync('taskset', ['-a', '-p', '-c', '1', String(process.pid)], { stdio: 'ignore' });
-    pinned = true;
-  } catch {
-    console.warn('taskset is not available: servers and autocannon are not pinned to CPUs');
-  }
-}
+// Both servers on CPU 0 and autocannon on CPU 1, as in run-vs-bare.ts (BENCH_PIN=0 turns it off).
+const pinned = pinLoadGenerator();
 
 const [bursts = '16', perBurst = '5000'] = process.argv.slice(2);
 const input = process.env.INPUT ?? 'hello from the benchmark, one word at a time';
@@ -48,8 +39,7 @@ async function start(label) {
   // Node flags for one side (NODE_OPTIONS refuses some, e.g. --single-threaded-gc): A_NODE_FLAGS='--flag'.
   const flags = (process.env[`${label}_NODE_FLAGS`] ?? '').split(' ').filter(Boolean);
   const entry = dist === 'bare' ? ['--import', 'tsx', 'bench/bare-server.ts'] : [`${dist}/src/server.js`];
-  const argv = [process.execPath, ...flags, ...entry];
-  const [command, ...rest] = pinned ? ['taskset', '-c', '0', ...argv] : argv;
+  const [command, ...rest] = onServerCpu(pinned, [process.execPath, ...flags, ...entry]);
   const child = spawn(command, rest, {
     env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn', RUNWAY_ECHO_DELAY_MS: '0', ...JSON.parse(process.env[`${label}_ENV`] ?? '{}') },
     stdio: ['ignore', 'ignore', 'inherit'],

@@ -20,11 +20,12 @@
 //
 // Extra Node flags for the servers (e.g. NODE_FLAGS="--cpu-prof --cpu-prof-dir=prof") go through
 // NODE_FLAGS. Results are printed as a Markdown table for BENCHMARKS.md.
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { createServer } from 'node:net';
 import { cpus } from 'node:os';
 import autocannon from 'autocannon';
+import { onServerCpu, pinLoadGenerator } from './cpu-pinning.mjs';
 
 const duration = Number(process.env.BENCH_DURATION ?? 3);
 const connections = Number(process.env.BENCH_CONNECTIONS ?? 50);
@@ -32,18 +33,7 @@ const warmup = Number(process.env.BENCH_WARMUP ?? 5);
 const rounds = Number(process.env.BENCH_ROUNDS ?? 10);
 const nodeFlags = (process.env.NODE_FLAGS ?? '').split(' ').filter(Boolean);
 
-/** Pins this process (every thread of it) to CPU 1; false when not asked for or not possible here. */
-function pinSelf(): boolean {
-  if (process.env.BENCH_PIN === '0' || cpus().length < 2) return false;
-  try {
-    execFileSync('taskset', ['-a', '-p', '-c', '1', String(process.pid)], { stdio: 'ignore' });
-    return true;
-  } catch {
-    console.warn('taskset is not available: servers and autocannon are not pinned to CPUs');
-    return false;
-  }
-}
-const pinned = pinSelf();
+const pinned = pinLoadGenerator();
 
 async function freePort(): Promise<number> {
   const srv = createServer();
@@ -86,9 +76,8 @@ interface Target {
 
 async function start(name: string, args: string[], env: Record<string, string>, probe: string, input: string): Promise<Target> {
   const port = await freePort();
-  const argv = [process.execPath, ...nodeFlags, ...args];
-  const [command, ...rest] = pinned ? ['taskset', '-c', '0', ...argv] : argv;
-  const child = spawn(command!, rest, {
+  const [command, ...rest] = onServerCpu(pinned, [process.execPath, ...nodeFlags, ...args]);
+  const child = spawn(command, rest, {
     env: { ...process.env, ...env, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn' },
     stdio: ['ignore', 'inherit', 'inherit'],
   });
