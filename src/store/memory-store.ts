@@ -1,6 +1,6 @@
 import type { CancelBus, RunListQuery, RunPage, RunStore } from './run-store.js';
-import { EventLogFullError, TERMINAL_EVENT_TYPES, type EventLog, type ReadOptions, type RunEventType, type StoredEvent } from './event-log.js';
-import { TERMINAL_STATUSES, type Run, type RunStatus } from './run.js';
+import { EventLogFullError, type EventLog, type ReadOptions, type RunEventType, type StoredEvent } from './event-log.js';
+import type { Run, RunStatus } from './run.js';
 import { isoAt } from './iso-clock.js';
 import { jsonString } from './json-text.js';
 import { RunArena, runJson, type SealedRun } from './run-arena.js';
@@ -86,10 +86,8 @@ class Entry {
     return this.words >> 2;
   }
 
-  push(type: RunEventType, text: string, tokenStep = 0): void {
-    // Checked before anything changes: a refused event must leave the log as it was.
-    const code = EVENT_CODES[type];
-    if (code === undefined) throw new TypeError(`Unknown event type ${String(type)}`);
+  /** Appends an event of type number `code`, a known one (`eventCode`). */
+  push(code: number, text: string, tokenStep = 0): void {
     this.size += text.length;
     const w = this.words;
     if (w + 4 > this.meta.length) this.grow();
@@ -118,7 +116,7 @@ class Entry {
       at = steps.indexOf(stepId);
       if (at < 0) at = steps.push(stepId) - 1;
     }
-    this.push('token', delta, at + 1);
+    this.push(TOKEN_CODE, delta, at + 1);
   }
 
   type(i: number): RunEventType {
@@ -149,8 +147,35 @@ const EVENT_TYPES: readonly RunEventType[] = [
   'run.failed',
   'run.cancelled',
 ];
-/** No prototype: a name like `constructor` is not an event type. */
-const EVENT_CODES = Object.assign(Object.create(null) as object, Object.fromEntries(EVENT_TYPES.map((t, i) => [t, i]))) as Record<RunEventType, number | undefined>;
+const TOKEN_CODE = 2;
+/** Codes from here on are the terminal events'. */
+const FIRST_TERMINAL_CODE = 4;
+
+/**
+ * An event type's number (its index in EVENT_TYPES), or -1 for a type the log does not know (a
+ * name like `constructor` included). A switch, not a lookup object: looked up with seven different
+ * keys, the object's property load went megamorphic, a dictionary probe on every event.
+ */
+function eventCode(type: RunEventType): number {
+  switch (type) {
+    case 'run.queued':
+      return 0;
+    case 'run.started':
+      return 1;
+    case 'token':
+      return TOKEN_CODE;
+    case 'step':
+      return 3;
+    case 'run.succeeded':
+      return FIRST_TERMINAL_CODE;
+    case 'run.failed':
+      return 5;
+    case 'run.cancelled':
+      return 6;
+    default:
+      return -1;
+  }
+}
 
 /** Numbers for 16 events, what an `echo` run of a short input records. */
 const POOLED_WORDS = 64;
@@ -330,9 +355,13 @@ export class MemoryStore implements RunStore, EventLog, CancelBus {
   }
 
   appendNow(runId: string, type: RunEventType, data: unknown, dataJson?: string): number {
-    const terminal = TERMINAL_EVENT_TYPES.has(type);
+    const code = eventCode(type);
+    const terminal = code >= FIRST_TERMINAL_CODE;
     const entry = this.appendable(runId, terminal);
-    entry.push(type, dataJson ?? (data === undefined ? '{}' : JSON.stringify(data)));
+    const text = dataJson ?? (data === undefined ? '{}' : JSON.stringify(data));
+    // Checked before anything changes: a refused event must leave the log as it was.
+    if (code < 0) throw new TypeError(`Unknown event type ${String(type)}`);
+    entry.push(code, text);
     return this.appended(entry, terminal);
   }
 
@@ -456,7 +485,10 @@ export class MemoryStore implements RunStore, EventLog, CancelBus {
    * event a moment later; evicting in between would cut that event off from readers following it.
    */
   private maybeFinished(entry: Entry): void {
-    if (entry.finishedAtMs !== 0 || !TERMINAL_STATUSES.has(entry.run.status)) return;
+    if (entry.finishedAtMs !== 0) return;
+    // Compared, not looked up in TERMINAL_STATUSES: this runs on every status write and terminal event.
+    const status = entry.run.status;
+    if (status !== 'succeeded' && status !== 'failed' && status !== 'cancelled') return;
     if (entry.terminal || entry.count === 0) this.markFinished(entry);
   }
 
