@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { randomId } from '../src/runtime/random-id.js';
 import { stepJson, succeededJson } from '../src/runtime/event-json.js';
 import type { StepEventData } from '../src/runtime/step.js';
-import { jsonMember, jsonString } from '../src/store/json-text.js';
+import { jsonMember, jsonString, jsonStringInner } from '../src/store/json-text.js';
 import { splitWords } from '../src/workflows/echo-workflow.js';
 
 // The run path writes event JSON by hand for speed; every text must be byte-identical to what
@@ -41,9 +41,11 @@ const STRINGS = [
   `${'x'.repeat(48)}"`,
 ];
 
-describe('jsonString', () => {
+describe('jsonString, jsonStringInner', () => {
   it.each(STRINGS.map((s) => [JSON.stringify(s), s]))('writes %s as JSON.stringify does', (_label, s) => {
     expect(jsonString(s)).toBe(JSON.stringify(s));
+    // jsonStringInner is what goes between the quotes.
+    expect(`"${jsonStringInner(s)}"`).toBe(JSON.stringify(s));
   });
 
   it('agrees with JSON.stringify on 5,000 random strings of arbitrary UTF-16 code units', () => {
@@ -59,6 +61,7 @@ describe('jsonString', () => {
         s += String.fromCharCode(pick === 0 ? next() % 0x10000 : pick === 1 ? 0xd800 + (next() % 0x800) : 0x20 + (next() % 0x60));
       }
       expect(jsonString(s)).toBe(JSON.stringify(s));
+      expect(`"${jsonStringInner(s)}"`).toBe(JSON.stringify(s));
     }
   });
 });

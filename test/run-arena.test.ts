@@ -29,6 +29,7 @@ describe('runJson', () => {
     ['a failed run with an error, metadata and a conversation', { ...base, status: 'failed', output: null, error: { code: 'internal', message: 'x"y' }, metadata: { a: [1, { b: 'é' }] }, conversation_id: 'c\n1' }],
     ['a queued run', { ...base, status: 'queued', output: null, started_at: null, finished_at: null, input: { q: 1 } }],
     ['usage that is not all numbers', { ...base, usage: { prompt_tokens: Number.NaN, completion_tokens: 1, total_tokens: 1 } }],
+    ['strings that need escaping in every member', { ...base, id: 'r"1', workflow: 'w\\', user_id: 'u\u0001é', status: 'running', created_at: '\ud800', started_at: 'x"', finished_at: null }],
   ])('writes %s as JSON.stringify does', (_label, run) => {
     expect(runJson(run)).toBe(JSON.stringify(run));
   });

@@ -1,4 +1,4 @@
-import { jsonMember, jsonString } from '../store/json-text.js';
+import { jsonMember, jsonString, jsonStringInner } from '../store/json-text.js';
 import { usageJson, type Usage } from '../store/run.js';
 import type { StepEventData } from './step.js';
 
@@ -12,7 +12,7 @@ import type { StepEventData } from './step.js';
  */
 export function stepJson(step: StepEventData): string | undefined {
   try {
-    let json = `{"step_id":${jsonString(step.step_id)},"parent_id":${step.parent_id === null ? 'null' : jsonString(step.parent_id)},"kind":${jsonString(step.kind)},"name":${jsonString(step.name)}`;
+    let json = `{"step_id":"${jsonStringInner(step.step_id)}","parent_id":${step.parent_id === null ? 'null' : jsonString(step.parent_id)},"kind":"${jsonStringInner(step.kind)}","name":"${jsonStringInner(step.name)}"`;
     const ms = step.duration_ms;
     if (ms !== undefined) json += `,"duration_ms":${Number.isFinite(ms) ? ms : 'null'}`;
     const data = step.data;

@@ -1,4 +1,4 @@
-import { jsonMember, jsonString } from './json-text.js';
+import { jsonMember, jsonString, jsonStringInner } from './json-text.js';
 import { usageJson, type Run } from './run.js';
 
 /** A finished run's parts, as the memory store's event log holds them (see Entry in memory-store.ts). */
@@ -245,12 +245,12 @@ export function runJson(run: Run): string {
     break;
   }
   return (
-    `{"id":${jsonString(run.id)},"workflow":${jsonString(run.workflow)},"user_id":${jsonString(run.user_id)},` +
-    `"conversation_id":${run.conversation_id === null ? 'null' : jsonString(run.conversation_id)},"status":${jsonString(run.status)}` +
+    `{"id":"${jsonStringInner(run.id)}","workflow":"${jsonStringInner(run.workflow)}","user_id":"${jsonStringInner(run.user_id)}",` +
+    `"conversation_id":${run.conversation_id === null ? 'null' : jsonString(run.conversation_id)},"status":"${jsonStringInner(run.status)}"` +
     (input === undefined ? '' : `,"input":${input}`) +
     (output === undefined ? '' : `,"output":${output}`) +
     `,"error":${run.error === null ? 'null' : JSON.stringify(run.error)},"usage":${usageJson(run.usage)},"metadata":${metadata}` +
-    `,"created_at":${jsonString(run.created_at)},"started_at":${run.started_at === null ? 'null' : jsonString(run.started_at)}` +
+    `,"created_at":"${jsonStringInner(run.created_at)}","started_at":${run.started_at === null ? 'null' : jsonString(run.started_at)}` +
     `,"finished_at":${run.finished_at === null ? 'null' : jsonString(run.finished_at)},"last_event_id":${run.last_event_id}}`
   );
 }
