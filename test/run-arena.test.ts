@@ -1,6 +1,6 @@
 import { describe, expect, it, vi } from 'vitest';
 import { RunArena, runJson, type SealedRun } from '../src/store/run-arena.js';
-import { zeroUsage, type Run } from '../src/store/run.js';
+import { isTerminalStatus, TERMINAL_STATUSES, zeroUsage, type Run, type RunStatus } from '../src/store/run.js';
 
 const base: Run = {
   id: 'r-1',
@@ -32,6 +32,14 @@ describe('runJson', () => {
     ['strings that need escaping in every member', { ...base, id: 'r"1', workflow: 'w\\', user_id: 'u\u0001é', status: 'running', created_at: '\ud800', started_at: 'x"', finished_at: null }],
   ])('writes %s as JSON.stringify does', (_label, run) => {
     expect(runJson(run)).toBe(JSON.stringify(run));
+  });
+});
+
+describe('isTerminalStatus', () => {
+  it('agrees with TERMINAL_STATUSES on every status', () => {
+    for (const status of ['queued', 'running', 'succeeded', 'failed', 'cancelled'] satisfies RunStatus[]) {
+      expect(isTerminalStatus(status)).toBe(TERMINAL_STATUSES.has(status));
+    }
   });
 });
 

@@ -1,6 +1,6 @@
 import type { CancelBus, RunListQuery, RunPage, RunStore } from './run-store.js';
 import { EventLogFullError, type EventLog, type ReadOptions, type RunEventType, type StoredEvent } from './event-log.js';
-import type { Run, RunStatus } from './run.js';
+import { isTerminalStatus, type Run, type RunStatus } from './run.js';
 import { isoAt } from './iso-clock.js';
 import { jsonString } from './json-text.js';
 import { RunArena, runJson, type SealedRun } from './run-arena.js';
@@ -485,10 +485,7 @@ export class MemoryStore implements RunStore, EventLog, CancelBus {
    * event a moment later; evicting in between would cut that event off from readers following it.
    */
   private maybeFinished(entry: Entry): void {
-    if (entry.finishedAtMs !== 0) return;
-    // Compared, not looked up in TERMINAL_STATUSES: this runs on every status write and terminal event.
-    const status = entry.run.status;
-    if (status !== 'succeeded' && status !== 'failed' && status !== 'cancelled') return;
+    if (entry.finishedAtMs !== 0 || !isTerminalStatus(entry.run.status)) return;
     if (entry.terminal || entry.count === 0) this.markFinished(entry);
   }
 

@@ -4,6 +4,14 @@ export type RunStatus = 'queued' | 'running' | 'succeeded' | 'failed' | 'cancell
 
 export const TERMINAL_STATUSES: ReadonlySet<RunStatus> = new Set(['succeeded', 'failed', 'cancelled']);
 
+/**
+ * Whether `status` is one of TERMINAL_STATUSES, by comparison rather than a Set lookup: the
+ * memory store asks on every status write and terminal event.
+ */
+export function isTerminalStatus(status: RunStatus): boolean {
+  return status === 'succeeded' || status === 'failed' || status === 'cancelled';
+}
+
 export interface Usage {
   prompt_tokens: number;
   completion_tokens: number;
