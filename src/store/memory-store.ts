@@ -543,10 +543,28 @@ export class MemoryStore implements RunStore, EventLog, CancelBus {
       // is dropped only here, when its last run goes.
       if (this.users.get(index.userId) === index) this.users.delete(index.userId);
     } else if (index.ids.length > 64 && index.live * 2 < index.ids.length) {
-      const keep = index.ids.map((runId, i) => [runId, index.seqs[i]!] as const).filter(([runId]) => this.entries.has(runId));
-      index.ids = keep.map(([runId]) => runId);
-      index.seqs = keep.map(([, seq]) => seq);
+      this.compact(index);
     }
+  }
+
+  /**
+   * Drops the ids of evicted runs from a user's index, in place. A method of its own with a plain
+   * loop: written with map/filter and closures inside evictFirst, it ran so rarely that V8 kept
+   * optimizing evictFirst with it inlined and deoptimizing it on its next run ("out of bounds"),
+   * a compile-deopt cycle every few thousand runs that lasted as long as the server (BENCHMARKS.md).
+   */
+  private compact(index: UserIndex): void {
+    const { ids, seqs } = index;
+    let kept = 0;
+    for (let i = 0; i < ids.length; i++) {
+      const runId = ids[i]!;
+      if (!this.entries.has(runId)) continue;
+      ids[kept] = runId;
+      seqs[kept] = seqs[i]!;
+      kept++;
+    }
+    ids.length = kept;
+    seqs.length = kept;
   }
 }
 
