@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { randomId } from '../src/runtime/random-id.js';
-import { stepJson, succeededJson } from '../src/runtime/event-json.js';
+import { numberJson, stepJson, stepText, succeededJson } from '../src/runtime/event-json.js';
 import type { StepEventData } from '../src/runtime/step.js';
 import { jsonMember, jsonString, jsonStringInner } from '../src/store/json-text.js';
 import { splitWords } from '../src/workflows/echo-workflow.js';
@@ -64,6 +64,19 @@ describe('jsonString, jsonStringInner', () => {
       expect(`"${jsonStringInner(s)}"`).toBe(JSON.stringify(s));
     }
   });
+
+  it('escapes a string written right after a plain one of the same length (the last plain string is remembered)', () => {
+    for (const length of [16, 47, 48, 200]) {
+      const plain = 'p'.repeat(length);
+      const variants = ['"', '\\', '\n', '\ud800'].map((c) => plain.slice(0, -1) + c);
+      for (const other of variants) {
+        expect(jsonString(plain)).toBe(JSON.stringify(plain));
+        expect(jsonString(plain)).toBe(JSON.stringify(plain));
+        expect(jsonString(other)).toBe(JSON.stringify(other));
+        expect(jsonStringInner(other)).toBe(JSON.stringify(other).slice(1, -1));
+      }
+    }
+  });
 });
 
 describe('jsonMember', () => {
@@ -112,6 +125,18 @@ describe('stepJson', () => {
 
   it.each(steps)('writes %s as JSON.stringify does', (_label, step) => {
     expect(stepJson(step)).toBe(JSON.stringify(step));
+    // With the ids and name written once for the step's START and END, as the Session does.
+    expect(stepJson(step, stepText(step.step_id, step.parent_id, step.name))).toBe(JSON.stringify(step));
+  });
+
+  it('writes durations as JSON.stringify does: thousandths, whole numbers, and the values that are neither', () => {
+    const durations = [0, 0.001, 0.01, 0.1, 0.023, 0.05, 0.12, 0.305, 1, 12.5, 999.999, 1000, 86_400_000.001, 2 ** 40 / 1000, 1e12, 1e21, 1 / 3, 1e-7, -1.5, -0, Number.NaN, Number.POSITIVE_INFINITY];
+    for (let k = 0; k < 20_000; k++) durations.push(k / 1000, Math.round(Math.random() * 1e9) / 1000);
+    for (const ms of durations) {
+      expect(numberJson(ms)).toBe(JSON.stringify(ms));
+      const step = { ...base, kind: 'FUNCTION_END' as const, duration_ms: ms };
+      expect(stepJson(step)).toBe(JSON.stringify(step));
+    }
   });
 
   it('gives up (undefined) on what JSON.stringify cannot write, so the append fails where failures are handled', () => {
@@ -144,6 +169,17 @@ describe('randomId', () => {
       seen.add(id);
     }
     expect(seen.size).toBe(5000);
+  });
+
+  it('puts random digits in every free position (each of the 16 shows up in each)', () => {
+    const digits = Array.from({ length: 36 }, () => new Set<string>());
+    for (let i = 0; i < 3000; i++) [...randomId()].forEach((c, at) => digits[at]!.add(c));
+    const fixed = new Map([[8, '-'], [13, '-'], [14, '4'], [18, '-'], [23, '-']]);
+    digits.forEach((seen, at) => {
+      if (fixed.has(at)) expect([...seen]).toEqual([fixed.get(at)]);
+      else if (at === 19) expect([...seen].sort()).toEqual(['8', '9', 'a', 'b']);
+      else expect(seen.size).toBe(16);
+    });
   });
 });
 

@@ -77,6 +77,30 @@ describe('RunArena', () => {
     }
   });
 
+  it('writes texts it is given apart as the blob they join into, and its lastRunJson is the Run JSON it wrote', () => {
+    const arena = new RunArena();
+    const cases: Array<[string, string[], Partial<Run>]> = [
+      ['ASCII only', ['{"a":1}', 'hello ', 'world'], {}],
+      ['non-ASCII in the run and the texts', ['{"x":"é"}', '😀 ', 'ü'], { output: 'é😀' }],
+      ['a surrogate pair split across two texts', ['a\ud83d', '\ude00b'].map((t) => JSON.parse(`"${t}"`) as string), {}],
+      ['a lone surrogate (written as UTF-16)', ['ok', JSON.parse('"\\ud800"') as string, 'x'], {}],
+      ['no texts at all', [], {}],
+    ];
+    for (const [label, texts, over] of cases) {
+      const run = { ...base, ...over };
+      const ends = texts.map((_, i) => texts.slice(0, i + 1).join('').length);
+      const meta = Uint32Array.from(ends.flatMap((end) => [3, 0, 0, end]));
+      const handle = arena.put(sealed({ run, texts, blob: 'ignored', meta }))!;
+      const opened = arena.open(handle);
+      expect(opened.blob, label).toBe(texts.join(''));
+      expect(opened.run, label).toEqual(run);
+      expect(opened.tokenSteps, label).toEqual(['s1', 's"2']);
+      expect(opened.meta, label).toEqual(meta);
+      expect(arena.summary(handle), label).toEqual({ status: run.status, workflow: run.workflow, conversation_id: run.conversation_id });
+      expect(arena.lastRunJson, label).toBe(JSON.stringify(run));
+    }
+  });
+
   it('drops a buffer once every run in it is freed, and gives an oversized run a buffer of its own', () => {
     const arena = new RunArena();
     const oneMiB = 1 << 20;

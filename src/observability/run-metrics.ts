@@ -1,3 +1,5 @@
+// The module's binding, not the global: on Node 20 `globalThis.performance` is an accessor, looked up on every call.
+import { performance } from 'node:perf_hooks';
 import { collectDefaultMetrics, Gauge, Registry } from 'prom-client';
 import { DeferredDeletes } from '../runtime/deferred-deletes.js';
 import type { RunEventType } from '../store/event-log.js';

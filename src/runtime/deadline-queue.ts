@@ -1,3 +1,6 @@
+// The module's binding, not the global: on Node 20 `globalThis.performance` is an accessor, looked up on every call.
+import { performance } from 'node:perf_hooks';
+
 /** A pending deadline; `DeadlineQueue.cancel` it when its work ends first. */
 export interface Deadline {
   readonly due: number;

@@ -42,6 +42,18 @@ export interface StartRunSpec {
 const NO_METADATA: Record<string, unknown> = Object.freeze({}) as Record<string, unknown>;
 
 const ACTIVE: readonly Run['status'][] = ['queued', 'running'];
+const QUEUED: readonly Run['status'][] = ['queued'];
+
+let lastWorkflow = '';
+let lastQueuedJson = '';
+/** The `run.queued` data, `{"workflow":…}`, written once for runs of the same workflow in a row. */
+function queuedJson(workflow: string): string {
+  if (workflow !== lastWorkflow) {
+    lastQueuedJson = `{"workflow":${jsonString(workflow)}}`;
+    lastWorkflow = workflow;
+  }
+  return lastQueuedJson;
+}
 
 /**
  * Drives runs through their lifecycle, queued → running → succeeded | failed | cancelled, writing
@@ -129,7 +141,7 @@ export class Runner {
     this.liveCount++;
     // Shutdown began while the record was being written: cancel it like a queued run.
     if (this.draining) session.abort('shutdown');
-    session.emit('run.queued', { workflow: run.workflow }, `{"workflow":${jsonString(run.workflow)}}`);
+    session.emit('run.queued', { workflow: run.workflow }, queuedJson(run.workflow));
     const timeoutMs = Math.min(spec.timeoutMs ?? this.options.runTimeoutMs, this.options.runTimeoutMs);
     new Execution(this, session, spec.workflow, timeoutMs).begin(admission);
     return session;
@@ -341,7 +353,7 @@ class Execution {
     const s = this.s;
     try {
       if (s.aborted) throw new RunAbortedError(s.abortCause!);
-      const starting = this.runner.update(s.run_id, { status: 'running', started_at: isoNow() }, ['queued']);
+      const starting = this.runner.update(s.run_id, { status: 'running', started_at: isoNow() }, QUEUED);
       if (starting instanceof Promise) starting.then((run) => this.started(run), (err: unknown) => this.caught(err));
       else this.started(starting);
     } catch (err) {

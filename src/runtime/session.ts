@@ -1,6 +1,8 @@
+// The module's binding, not the global: on Node 20 `globalThis.performance` is an accessor, looked up on every call.
+import { performance } from 'node:perf_hooks';
 import { levelEnabled, type Logger } from './logger.js';
 import { jsonString } from '../store/json-text.js';
-import { stepJson } from './event-json.js';
+import { stepJson, stepText, type StepText } from './event-json.js';
 import type { EventLog, RunEventType } from '../store/event-log.js';
 import { zeroUsage, type CancelReason, type Run, type Usage } from '../store/run.js';
 import type { RunContext, StartStepOptions } from './run-context.js';
@@ -230,7 +232,10 @@ export class Session implements RunContext {
     const start: StepEventData = extra === undefined ? { step_id, parent_id, kind: kinds.start, name } : { step_id, parent_id, kind: kinds.start, name, ...extra };
     if (options.input !== undefined) start.data = { input: options.input };
     // Steps without extra fields (most) are written directly; the rest go through JSON.stringify.
-    this.emit('step', start, extra === undefined ? stepJson(start) : undefined);
+    // Their START and END share the JSON of the ids and the name.
+    let shared: StepText | undefined;
+    if (extra === undefined) this.emit('step', start, stepJson(start, (shared = stepText(step_id, parent_id, name))));
+    else this.emit('step', start, undefined);
     let ended = false;
     return {
       step_id,
@@ -246,7 +251,7 @@ export class Session implements RunContext {
           end.data = result.error !== undefined ? { error: result.error } : { output: result.output };
         }
         if (result.usage) end.usage = result.usage;
-        this.emit('step', end, result.extra === undefined ? stepJson(end) : undefined);
+        this.emit('step', end, result.extra === undefined ? stepJson(end, (shared ??= stepText(step_id, parent_id, name))) : undefined);
       },
     };
   }

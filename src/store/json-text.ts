@@ -34,16 +34,29 @@ export function jsonStringInner(s: string): string {
   return needsEscape(s) ? JSON.stringify(s).slice(1, -1) : s;
 }
 
+/**
+ * The last string (of 16 units or more) found to need no escaping. A run writes its input and
+ * output several times (its WORKFLOW steps, its terminal event, the Run's JSON), often the very
+ * same string one after the other (echo's output is its input): checked again, that is one
+ * comparison instead of a scan.
+ */
+let lastPlain = '';
+
 function needsEscape(s: string): boolean {
-  if (s.length < 48) {
+  const n = s.length;
+  if (n >= 16 && s === lastPlain) return false;
+  if (n < 48) {
     // A short loop beats a regular expression call on the short strings tokens usually are.
-    for (let i = 0; i < s.length; i++) {
+    for (let i = 0; i < n; i++) {
       const c = s.charCodeAt(i);
       if (c < 0x20 || c === 0x22 || c === 0x5c || (c >= 0xd800 && c <= 0xdfff)) return true;
     }
-    return false;
+  } else if (NEEDS_ESCAPE.test(s)) {
+    return true;
   }
-  return NEEDS_ESCAPE.test(s);
+  // Not remembered when huge: it would hold a megabyte input alive until the next one.
+  if (n >= 16 && n <= 65_536) lastPlain = s;
+  return false;
 }
 
 /**

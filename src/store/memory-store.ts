@@ -27,7 +27,8 @@ export interface MemoryStoreOptions {
  * envelope (`{"id":…,"run_id":…,"type":…,"time":…,"data":…}`) is the same for every event of the
  * run and is put back around `data` when the event is read. Most runs are never replayed, so
  * building text at read time instead of write time saves work and halves the bytes kept. Once the
- * run has its terminal event, the texts are sealed into one flat string.
+ * run has its terminal event, its texts go into the arena with its record (or, kept on the heap,
+ * are sealed into one flat string).
  */
 class Entry {
   /** Four numbers per event: type code, ms since `baseMs`, token step (0: the text is JSON), end offset in the texts. */
@@ -41,6 +42,8 @@ class Entry {
   private size = 0;
   private blob = '';
   terminal = false;
+  /** Moved to the arena: only readers that already held it still read it. */
+  archived = false;
   /** Dropped by retention: no more events will come. */
   evicted = false;
   finishedAtMs = 0;
@@ -71,7 +74,8 @@ class Entry {
 
   /** What the arena keeps of a run with its terminal event. */
   sealed(): SealedRun {
-    return { userId: this.run.user_id, run: this.run, baseMs: this.baseMs, tokenSteps: this.tokenSteps, meta: this.meta.subarray(0, this.words), blob: this.blob };
+    // Texts not sealed yet go as they are: the arena joins them into its record in one go.
+    return { userId: this.run.user_id, run: this.run, baseMs: this.baseMs, tokenSteps: this.tokenSteps, meta: this.meta.subarray(0, this.words), blob: this.blob, texts: this.live };
   }
 
   /** Hands the numbers back for another run (only once the run is in the arena and nobody reads this entry). */
@@ -383,15 +387,17 @@ export class MemoryStore implements RunStore, EventLog, CancelBus {
   private appended(entry: Entry, terminal: boolean): number {
     const id = entry.count;
     entry.run.last_event_id = id;
-    if (terminal) {
-      entry.terminal = true;
-      entry.seal();
-    }
+    if (terminal) entry.terminal = true;
     if (entry.waiters !== undefined && entry.waiters.size > 0) {
       for (const wake of entry.waiters) wake();
       entry.waiters.clear();
     }
-    if (terminal) this.maybeFinished(entry);
+    if (terminal) {
+      this.maybeFinished(entry);
+      // Not moved to the arena (its status is not final yet, or the arena declined): its texts are
+      // joined into one string, which the heap holds more cheaply than one string per event.
+      if (!entry.archived) entry.seal();
+    }
     return id;
   }
 
@@ -502,12 +508,13 @@ export class MemoryStore implements RunStore, EventLog, CancelBus {
         handle = this.arena.put(sealed);
         // The Run object is final from here on (its status is, and its log is complete).
         this.lastSealedRun = entry.run;
-        this.lastSealedJson = sealed.runJson;
+        this.lastSealedJson = this.arena.lastRunJson;
       } catch {
         // JSON.stringify refused a member (only a toJSON that changed its mind since the Runner
         // serialized it): the run stays on the heap.
       }
       if (handle !== undefined) {
+        entry.archived = true;
         this.entries.set(id, handle);
         if (this.lastEntry === entry) this.lastEntry = undefined;
         // No one can reach the entry now but a reader already holding it (a reader that drops

@@ -10,6 +10,8 @@ export interface SealedRun {
   /** Four numbers per event: type code, ms offset, token step, end of its text in `blob`. */
   meta: Uint32Array;
   blob: string;
+  /** The events' texts not joined yet (then `blob` is ignored): `put` joins them into its record. */
+  texts?: readonly string[];
   /** `runJson(run)`, when the caller already has it. */
   runJson?: string;
 }
@@ -21,18 +23,19 @@ const HEADER_BYTES = 40;
 /** Above this many bytes at most, a record's exact size is counted before it is reserved. */
 const ESTIMATE_LIMIT = SLAB_BYTES >> 3;
 
-// Header fields, byte offsets within a record. The texts follow the event numbers in three parts,
-// each read back by one call: `head` (the user id's JSON, then the listing summary), `body` (the
-// Run's JSON, then the token step ids' JSON) and the blob. Char counts split a part once decoded.
-const H_SIZE = 0;
-const H_COUNT = 4;
+// Header fields, as 32-bit words from the record's start (and the time as a double at byte 8).
+// The texts follow the event numbers in three parts, each read back by one call: `head` (the user
+// id's JSON, then the listing summary), `body` (the Run's JSON, then the token step ids' JSON) and
+// the blob. Char counts split a part once decoded.
+const W_SIZE = 0;
+const W_COUNT = 1;
 const H_BASE_MS = 8;
-const H_USER_CHARS = 16;
-const H_HEAD_BYTES = 20;
-const H_RUN_CHARS = 24;
-const H_BODY_BYTES = 28;
-const H_BLOB_BYTES = 32;
-const H_BLOB_UTF16 = 36;
+const W_USER_CHARS = 4;
+const W_HEAD_BYTES = 5;
+const W_RUN_CHARS = 6;
+const W_BODY_BYTES = 7;
+const W_BLOB_BYTES = 8;
+const W_BLOB_UTF16 = 9;
 
 /**
  * Finished runs kept outside the JavaScript heap, in 1 MiB buffers filled one after the other.
@@ -63,6 +66,11 @@ export class RunArena {
   private readonly words: Array<Uint32Array | undefined> = new Array(SLOTS).fill(undefined);
   private readonly liveRecords = new Int32Array(SLOTS);
   private spare: Buffer | undefined;
+  /**
+   * The Run's JSON of the last `put`, flat (a slice of the record it wrote): a response can send
+   * it without the copy a string built by concatenation needs first.
+   */
+  lastRunJson = '';
   private slot = 0;
   private at = 0;
 
@@ -70,27 +78,35 @@ export class RunArena {
     this.install(0, Buffer.allocUnsafeSlow(SLAB_BYTES));
   }
 
-  /** Writes a finished run; its handle, or undefined when the arena is full. Throws what JSON.stringify throws. */
+  /**
+   * Writes a finished run; its handle, or undefined when the arena is full. Throws what
+   * JSON.stringify throws. Afterwards `lastRunJson` is the Run's JSON as written.
+   */
   put(p: SealedRun): number | undefined {
-    // JSON escapes lone surrogates, so head and body are well-formed; raw token text may not be,
-    // and UTF-8 would replace a lone surrogate: such a blob is kept as UTF-16 instead.
     const userText = jsonString(p.userId);
     const r = p.run;
     // What listings filter on, readable without decoding the whole run (its input and output can be megabytes).
     const head = `${userText}[${jsonString(r.status)},${jsonString(r.workflow)},${r.conversation_id === null ? 'null' : jsonString(r.conversation_id)}]`;
-    // The Run's JSON and the step ids' are written one after the other rather than joined first:
-    // the joined copy was flattened for the write, and the Run's JSON flattened again when the
-    // response sent it; written on its own, it is flattened once, in place, for both.
     const runText = p.runJson ?? runJson(r);
     const stepsText = p.tokenSteps === undefined ? '' : stepIdsJson(p.tokenSteps);
-    const blob = p.blob;
-    const blobEncoding: BufferEncoding = blob.isWellFormed() ? 'utf8' : 'utf16le';
     const n = p.meta.length;
+    // The whole record as one string, written by one call: each write is a call into C++ that
+    // flattens its string first, and a record was four. JSON escapes lone surrogates, so only the
+    // events' raw token text can hold one, and UTF-8 would replace it: such a record is written in
+    // parts instead, its blob as UTF-16.
+    let record: string | undefined = joinRecord(head, runText, stepsText, p);
+    if (!record.isWellFormed()) record = undefined;
+    const blob = record === undefined ? (p.texts === undefined ? p.blob : p.texts.join('')) : '';
     // UTF-8 takes at most 3 bytes per UTF-16 unit: reserve that much and give back the rest, which
     // spares counting every text's bytes first; a large record is counted exactly instead.
-    let size = HEADER_BYTES + n * 4 + 3 * (head.length + runText.length + stepsText.length) + (blobEncoding === 'utf8' ? 3 : 2) * blob.length;
+    let size = HEADER_BYTES + n * 4 + (record === undefined ? 3 * (head.length + runText.length + stepsText.length) + 2 * blob.length : 3 * record.length);
     if (size > ESTIMATE_LIMIT) {
-      size = HEADER_BYTES + n * 4 + Buffer.byteLength(head) + Buffer.byteLength(runText) + Buffer.byteLength(stepsText) + Buffer.byteLength(blob, blobEncoding);
+      size =
+        HEADER_BYTES +
+        n * 4 +
+        (record === undefined
+          ? Buffer.byteLength(head) + Buffer.byteLength(runText) + Buffer.byteLength(stepsText) + Buffer.byteLength(blob, 'utf16le')
+          : Buffer.byteLength(record));
     }
     size = ((size + 3) >> 2) << 2;
     const place = this.reserve(size);
@@ -100,55 +116,79 @@ export class RunArena {
     const words = this.words[slot]!;
     words.set(p.meta, (offset + HEADER_BYTES) >> 2);
     let o = offset + HEADER_BYTES + n * 4;
-    const headBytes = buf.write(head, o);
-    o += headBytes;
-    let bodyBytes = buf.write(runText, o);
-    if (stepsText.length > 0) bodyBytes += buf.write(stepsText, o + bodyBytes);
-    o += bodyBytes;
-    const blobBytes = buf.write(blob, o, blobEncoding);
-    o += blobBytes;
+    let headBytes: number;
+    let bodyBytes: number;
+    let blobBytes: number;
+    if (record !== undefined) {
+      const written = buf.write(record, o);
+      if (written === record.length) {
+        // All ASCII: a byte per character, so the parts' sizes are their lengths.
+        headBytes = head.length;
+        bodyBytes = runText.length + stepsText.length;
+      } else {
+        // The parts end in ASCII (`]`, `}`), so no character straddles two: their bytes add up.
+        headBytes = Buffer.byteLength(head);
+        bodyBytes = Buffer.byteLength(runText) + Buffer.byteLength(stepsText);
+      }
+      blobBytes = written - headBytes - bodyBytes;
+      o += written;
+      // A slice of the flat record, where the Run's JSON built by concatenation is a rope.
+      this.lastRunJson = record.slice(head.length, head.length + runText.length);
+    } else {
+      headBytes = buf.write(head, o);
+      o += headBytes;
+      bodyBytes = buf.write(runText, o);
+      if (stepsText.length > 0) bodyBytes += buf.write(stepsText, o + bodyBytes);
+      o += bodyBytes;
+      blobBytes = buf.write(blob, o, 'utf16le');
+      this.lastRunJson = runText;
+      o += blobBytes;
+    }
     // Records stay 4-aligned, so the next one's numbers can be written as words.
     const used = ((o - offset + 3) >> 2) << 2;
     if (this.slot === slot && this.at === offset + size) this.at = offset + used;
-    buf.writeUInt32LE(used, offset + H_SIZE);
-    buf.writeUInt32LE(n, offset + H_COUNT);
+    // The header is read back through the same word view, so its byte order is the machine's throughout.
+    const h = offset >> 2;
+    words[h + W_SIZE] = used;
+    words[h + W_COUNT] = n;
     buf.writeDoubleLE(p.baseMs, offset + H_BASE_MS);
-    buf.writeUInt32LE(userText.length, offset + H_USER_CHARS);
-    buf.writeUInt32LE(headBytes, offset + H_HEAD_BYTES);
-    buf.writeUInt32LE(runText.length, offset + H_RUN_CHARS);
-    buf.writeUInt32LE(bodyBytes, offset + H_BODY_BYTES);
-    buf.writeUInt32LE(blobBytes, offset + H_BLOB_BYTES);
-    buf.writeUInt32LE(blobEncoding === 'utf8' ? 0 : 1, offset + H_BLOB_UTF16);
+    words[h + W_USER_CHARS] = userText.length;
+    words[h + W_HEAD_BYTES] = headBytes;
+    words[h + W_RUN_CHARS] = runText.length;
+    words[h + W_BODY_BYTES] = bodyBytes;
+    words[h + W_BLOB_BYTES] = blobBytes;
+    words[h + W_BLOB_UTF16] = record === undefined ? 1 : 0;
     this.liveRecords[slot]!++;
     return slot * SLAB_BYTES + offset;
   }
 
   /** The members listings filter on. */
   summary(handle: number): Pick<Run, 'status' | 'workflow' | 'conversation_id'> {
-    const [buf, offset] = this.locate(handle);
-    const text = this.head(buf, offset).slice(buf.readUInt32LE(offset + H_USER_CHARS));
+    const [slot, offset] = this.locate(handle);
+    const text = this.head(slot, offset).slice(this.field(slot, offset, W_USER_CHARS));
     const [status, workflow, conversation_id] = JSON.parse(text) as [Run['status'], string, string | null];
     return { status, workflow, conversation_id };
   }
 
   /** A fresh copy of the Run. */
   run(handle: number): Run {
-    const [buf, offset] = this.locate(handle);
-    return JSON.parse(this.body(buf, offset).slice(0, buf.readUInt32LE(offset + H_RUN_CHARS))) as Run;
+    const [slot, offset] = this.locate(handle);
+    return JSON.parse(this.body(slot, offset).slice(0, this.field(slot, offset, W_RUN_CHARS))) as Run;
   }
 
   open(handle: number): SealedRun {
-    const [buf, offset] = this.locate(handle);
-    const n = buf.readUInt32LE(offset + H_COUNT);
+    const [slot, offset] = this.locate(handle);
+    const buf = this.slabs[slot]!;
+    const n = this.field(slot, offset, W_COUNT);
     const w = (offset + HEADER_BYTES) >> 2;
-    const meta = this.words[Math.floor(handle / SLAB_BYTES)]!.slice(w, w + n);
-    const userId = JSON.parse(this.head(buf, offset).slice(0, buf.readUInt32LE(offset + H_USER_CHARS))) as string;
-    const body = this.body(buf, offset);
-    const runChars = buf.readUInt32LE(offset + H_RUN_CHARS);
+    const meta = this.words[slot]!.slice(w, w + n);
+    const userId = JSON.parse(this.head(slot, offset).slice(0, this.field(slot, offset, W_USER_CHARS))) as string;
+    const body = this.body(slot, offset);
+    const runChars = this.field(slot, offset, W_RUN_CHARS);
     const run = JSON.parse(body.slice(0, runChars)) as Run;
     const tokenSteps = body.length === runChars ? undefined : (JSON.parse(body.slice(runChars)) as string[]);
-    const blobAt = offset + HEADER_BYTES + n * 4 + buf.readUInt32LE(offset + H_HEAD_BYTES) + buf.readUInt32LE(offset + H_BODY_BYTES);
-    const blob = buf.toString(buf.readUInt32LE(offset + H_BLOB_UTF16) === 0 ? 'utf8' : 'utf16le', blobAt, blobAt + buf.readUInt32LE(offset + H_BLOB_BYTES));
+    const blobAt = offset + HEADER_BYTES + n * 4 + this.field(slot, offset, W_HEAD_BYTES) + this.field(slot, offset, W_BODY_BYTES);
+    const blob = buf.toString(this.field(slot, offset, W_BLOB_UTF16) === 0 ? 'utf8' : 'utf16le', blobAt, blobAt + this.field(slot, offset, W_BLOB_BYTES));
     return { userId, run, baseMs: buf.readDoubleLE(offset + H_BASE_MS), tokenSteps, meta, blob };
   }
 
@@ -164,14 +204,19 @@ export class RunArena {
     return total;
   }
 
-  private head(buf: Buffer, offset: number): string {
-    const at = offset + HEADER_BYTES + buf.readUInt32LE(offset + H_COUNT) * 4;
-    return buf.toString('utf8', at, at + buf.readUInt32LE(offset + H_HEAD_BYTES));
+  /** A header word of the record at `offset`. */
+  private field(slot: number, offset: number, word: number): number {
+    return this.words[slot]![(offset >> 2) + word]!;
   }
 
-  private body(buf: Buffer, offset: number): string {
-    const at = offset + HEADER_BYTES + buf.readUInt32LE(offset + H_COUNT) * 4 + buf.readUInt32LE(offset + H_HEAD_BYTES);
-    return buf.toString('utf8', at, at + buf.readUInt32LE(offset + H_BODY_BYTES));
+  private head(slot: number, offset: number): string {
+    const at = offset + HEADER_BYTES + this.field(slot, offset, W_COUNT) * 4;
+    return this.slabs[slot]!.toString('utf8', at, at + this.field(slot, offset, W_HEAD_BYTES));
+  }
+
+  private body(slot: number, offset: number): string {
+    const at = offset + HEADER_BYTES + this.field(slot, offset, W_COUNT) * 4 + this.field(slot, offset, W_HEAD_BYTES);
+    return this.slabs[slot]!.toString('utf8', at, at + this.field(slot, offset, W_BODY_BYTES));
   }
 
   /** Room for `size` bytes: in the current buffer, else in the next free slot (a buffer of its own when larger than one). */
@@ -218,10 +263,22 @@ export class RunArena {
     this.words[slot] = undefined;
   }
 
-  private locate(handle: number): [Buffer, number] {
+  private locate(handle: number): [slot: number, offset: number] {
     const slot = Math.floor(handle / SLAB_BYTES);
-    return [this.slabs[slot]!, handle - slot * SLAB_BYTES];
+    return [slot, handle - slot * SLAB_BYTES];
   }
+}
+
+/** A record's texts as one flat string: head, Run JSON, step ids, then the events' texts. */
+function joinRecord(head: string, runText: string, stepsText: string, p: SealedRun): string {
+  const texts = p.texts;
+  if (texts === undefined) return `${head}${runText}${stepsText}${p.blob}`;
+  const parts = new Array<string>(texts.length + 3);
+  parts[0] = head;
+  parts[1] = runText;
+  parts[2] = stepsText;
+  for (let i = 0; i < texts.length; i++) parts[i + 3] = texts[i]!;
+  return parts.join('');
 }
 
 /** `JSON.stringify(ids)` for a run's token step ids, without its C++ call when they are strings (as the Session records them). */

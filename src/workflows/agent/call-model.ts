@@ -1,3 +1,5 @@
+// The module's binding, not the global: on Node 20 `globalThis.performance` is an accessor, looked up on every call.
+import { performance } from 'node:perf_hooks';
 import type { ChatMessage, ChatModel, ChatResult, ToolSpec } from '../../llm/chat-model.js';
 import type { RunContext } from '../../runtime/run-context.js';
 import { describeFailure } from './describe-failure.js';
