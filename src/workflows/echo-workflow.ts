@@ -17,11 +17,15 @@ function isSpace(c: number): boolean {
 export function splitWords(text: string): string[] {
   const pieces: string[] = [];
   let start = 0;
+  // Each unit is classified once, carried to the next position as the one before it.
+  let afterSpace = text.length > 0 && isSpace(text.charCodeAt(0));
   for (let i = 1; i < text.length; i++) {
-    if (isSpace(text.charCodeAt(i - 1)) && !isSpace(text.charCodeAt(i))) {
+    const space = isSpace(text.charCodeAt(i));
+    if (afterSpace && !space) {
       pieces.push(text.slice(start, i));
       start = i;
     }
+    afterSpace = space;
   }
   if (start < text.length) pieces.push(text.slice(start));
   return pieces;
