@@ -11,7 +11,6 @@ import { workflowRoutes } from '../routes/workflows.js';
 import type { RunwayConfig } from './config/config-schema.js';
 import { parseConfig } from './config/load-config.js';
 import { installErrorHandling, sendProblem, toRunwayError } from './http/error-handler.js';
-import { LazyRequestLogger } from './http/lazy-request-logger.js';
 import { withRedaction } from './http/log-redaction.js';
 import { corsPlugin } from './plugins/cors-plugin.js';
 import { identityPlugin } from './plugins/identity-plugin.js';
@@ -51,8 +50,6 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<FastifyIn
   const app = Fastify({
     // API keys never reach the logs: the Authorization header is redacted wherever it is logged.
     logger: withRedaction(options.logger ?? { level: config.server.log_level }, config.server.log_level),
-    // Each request's pino child is made when first written to (most requests never are).
-    childLoggerFactory: (logger, bindings, opts) => new LazyRequestLogger(logger, bindings, opts),
     bodyLimit: config.server.body_limit_bytes,
     genReqId: requestId,
     requestIdHeader: false,
