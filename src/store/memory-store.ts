@@ -181,6 +181,11 @@ function eventCode(type: RunEventType): number {
   }
 }
 
+// The switch repeats EVENT_TYPES' order: checked once at load, so the two cannot drift apart.
+EVENT_TYPES.forEach((type, code) => {
+  if (eventCode(type) !== code) throw new Error(`eventCode(${type}) is not its index in EVENT_TYPES (${code})`);
+});
+
 /** Numbers for 16 events, what an `echo` run of a short input records. */
 const POOLED_WORDS = 64;
 const NO_WORDS = new Uint32Array(0);
