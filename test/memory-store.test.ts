@@ -266,6 +266,26 @@ describe('MemoryStore event log', () => {
     }
   });
 
+  it("answers a finished run's JSON from its own record, also when the arena declines it (full) and it stays on the heap", async () => {
+    const store = makeStore();
+    const first = await created(store, { input: 'first' });
+    store.appendTokenNow(first.id, 'x', 's1');
+    await finish(store, first);
+    expect(store.finishedJson(first)).toBe(JSON.stringify(await store.get(first.id)));
+    const put = vi.spyOn(RunArena.prototype, 'put').mockReturnValue(undefined);
+    try {
+      const second = await created(store, { input: 'second' });
+      store.appendTokenNow(second.id, 'y', 's1');
+      await finish(store, second);
+      const kept = (await store.get(second.id))!;
+      expect(kept.input).toBe('second');
+      expect(store.finishedJson(kept)).toBe(JSON.stringify(kept));
+      expect((await collect(store.read(second.id, 0))).map((e) => e.type)).toEqual(['token', 'run.succeeded']);
+    } finally {
+      put.mockRestore();
+    }
+  });
+
   it('refuses events after the terminal event and for unknown runs', async () => {
     const store = makeStore();
     const run = await created(store);

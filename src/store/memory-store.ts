@@ -511,9 +511,10 @@ export class MemoryStore implements RunStore, EventLog, CancelBus {
         const sealed = entry.sealed();
         sealed.runJson = runJson(entry.run);
         handle = this.arena.put(sealed);
-        // The Run object is final from here on (its status is, and its log is complete).
+        // The Run object is final from here on (its status is, and its log is complete). The
+        // arena's copy of its JSON is flat; a run the arena declined has only the one built here.
         this.lastSealedRun = entry.run;
-        this.lastSealedJson = this.arena.lastRunJson;
+        this.lastSealedJson = handle === undefined ? sealed.runJson : this.arena.lastRunJson;
       } catch {
         // JSON.stringify refused a member (only a toJSON that changed its mind since the Runner
         // serialized it): the run stays on the heap.
