@@ -289,6 +289,48 @@ describe('Runner: the end of a run', () => {
   });
 });
 
+describe('Runner: what untyped code may hand it', () => {
+  it('writes the run.queued data as JSON for any workflow name, an empty one a custom type made included', async () => {
+    // A fresh copy of the modules: the Runner remembers the last workflow's data, and this must be
+    // the first run it ever writes.
+    vi.resetModules();
+    const { makeApp } = await import('./support/app.js');
+    const { defineWorkflow } = await import('../src/workflows/define-workflow.js');
+    const blank = defineWorkflow({
+      type: 'blank',
+      configSchema: z.object({ type: z.literal('blank') }).passthrough(),
+      create: () => ({ name: '', type: 'blank', description: 'a workflow whose type names it ""', inputSchema: z.unknown(), run: () => 'ok' }),
+    });
+    const app = await makeApp({ workflows: { blank: { type: 'blank' } }, registry: { workflowTypes: [blank] } });
+    apps.push(app);
+    for (let i = 0; i < 2; i++) {
+      const run = await (await start(app, 'blank')).done;
+      expect(run.status).toBe('succeeded');
+      const events = await logOf(app, run.id);
+      expect(events[0]).toMatchObject({ type: 'run.queued', data: { workflow: '' } });
+    }
+  });
+
+  it('records steps whose parent id or name are not strings as JSON.stringify writes them, and the run succeeds', async () => {
+    const app = await appWith({
+      odd: (_input, ctx) => {
+        ctx.startStep('FUNCTION', 'f', { parent_id: Object.create(null) as never }).end();
+        ctx.startStep('FUNCTION', Symbol('s') as never).end();
+        return 'ok';
+      },
+    });
+    const run = await (await start(app, 'odd')).done;
+    expect(run.status).toBe('succeeded');
+    const steps = (await logOf(app, run.id)).filter((e) => e.type === 'step' && e.data.kind.startsWith('FUNCTION'));
+    expect(steps.map((e) => [e.data.kind, e.data.parent_id, 'name' in e.data])).toEqual([
+      ['FUNCTION_START', {}, true],
+      ['FUNCTION_END', {}, true],
+      ['FUNCTION_START', 's0', false],
+      ['FUNCTION_END', 's0', false],
+    ]);
+  });
+});
+
 describe('Runner: workflows that return their output directly', () => {
   it('a run whose workflow returns a value, not a promise, has ended by the time createRun resolves', async () => {
     const app = await appWith({

@@ -13,9 +13,16 @@ export interface StepText {
   name: string;
 }
 
-/** `StepText` of a step. */
-export function stepText(stepId: string, parentId: string | null, name: string): StepText {
-  return { ids: `"step_id":"${jsonStringInner(stepId)}","parent_id":${parentId === null ? 'null' : jsonString(parentId)}`, name: jsonString(name) };
+/**
+ * `StepText` of a step; undefined when its members cannot be written this way (untyped code passed
+ * a non-string id or name), and `stepJson` then gives up as it would without it.
+ */
+export function stepText(stepId: string, parentId: string | null, name: string): StepText | undefined {
+  try {
+    return { ids: `"step_id":"${jsonStringInner(stepId)}","parent_id":${parentId === null ? 'null' : jsonString(parentId)}`, name: jsonString(name) };
+  } catch {
+    return undefined;
+  }
 }
 
 /**
@@ -24,9 +31,11 @@ export function stepText(stepId: string, parentId: string | null, name: string):
  * Undefined when it cannot be written (a cycle, a BigInt): the event log's own JSON.stringify then
  * throws where a failed append is handled.
  */
-export function stepJson(step: StepEventData, shared: StepText = stepText(step.step_id, step.parent_id, step.name)): string | undefined {
+export function stepJson(step: StepEventData, shared?: StepText): string | undefined {
   try {
-    let json = `{${shared.ids},"kind":"${jsonStringInner(step.kind)}","name":${shared.name}`;
+    const text = shared ?? stepText(step.step_id, step.parent_id, step.name);
+    if (text === undefined) return undefined;
+    let json = `{${text.ids},"kind":"${jsonStringInner(step.kind)}","name":${text.name}`;
     const ms = step.duration_ms;
     if (ms !== undefined) json += `,"duration_ms":${numberJson(ms)}`;
     const data = step.data;

@@ -44,7 +44,7 @@ const NO_METADATA: Record<string, unknown> = Object.freeze({}) as Record<string,
 const ACTIVE: readonly Run['status'][] = ['queued', 'running'];
 const QUEUED: readonly Run['status'][] = ['queued'];
 
-let lastWorkflow = '';
+let lastWorkflow: string | undefined;
 let lastQueuedJson = '';
 /** The `run.queued` data, `{"workflow":…}`, written once for runs of the same workflow in a row. */
 function queuedJson(workflow: string): string {

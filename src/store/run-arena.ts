@@ -68,7 +68,8 @@ export class RunArena {
   private spare: Buffer | undefined;
   /**
    * The Run's JSON of the last `put`, flat (a slice of the record it wrote): a response can send
-   * it without the copy a string built by concatenation needs first.
+   * it without the copy a string built by concatenation needs first. (The slice keeps that one
+   * record's string alive until the next `put`.)
    */
   lastRunJson = '';
   private slot = 0;
