@@ -338,8 +338,11 @@ describe('OpenAIChatModel: retries', () => {
 
   it('retries a refused connection and then reports it', async () => {
     const gone = server.baseUrl;
+    // The replacement (afterEach closes it) is started while the old one still holds its port: started
+    // after, it could be given the very port just freed, and the "refused" requests would reach it.
+    const next = await startFakeOpenAI();
     await server.close();
-    server = await startFakeOpenAI(); // afterEach closes this one
+    server = next;
     const retries: RetryEvent[] = [];
     const { req } = request();
 
