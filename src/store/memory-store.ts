@@ -1,5 +1,5 @@
 import type { CancelBus, RunListQuery, RunPage, RunStore } from './run-store.js';
-import { EventLogFullError, type EventLog, type ReadOptions, type RunEventType, type StoredEvent } from './event-log.js';
+import { EventLogFullError, TERMINAL_EVENT_TYPES, type EventLog, type ReadOptions, type RunEventType, type StoredEvent } from './event-log.js';
 import { isTerminalStatus, type Run, type RunStatus } from './run.js';
 import { isoAt } from './iso-clock.js';
 import { jsonString } from './json-text.js';
@@ -181,9 +181,11 @@ function eventCode(type: RunEventType): number {
   }
 }
 
-// The switch repeats EVENT_TYPES' order: checked once at load, so the two cannot drift apart.
+// The switch repeats EVENT_TYPES' order, and FIRST_TERMINAL_CODE stands for TERMINAL_EVENT_TYPES:
+// checked once at load, so the twins cannot drift apart.
 EVENT_TYPES.forEach((type, code) => {
   if (eventCode(type) !== code) throw new Error(`eventCode(${type}) is not its index in EVENT_TYPES (${code})`);
+  if (code >= FIRST_TERMINAL_CODE !== TERMINAL_EVENT_TYPES.has(type)) throw new Error(`${type}: FIRST_TERMINAL_CODE disagrees with TERMINAL_EVENT_TYPES`);
 });
 
 /** Numbers for 16 events, what an `echo` run of a short input records. */

@@ -45,8 +45,8 @@ const W_BLOB_UTF16 = 9;
  * old generation), ~3.6 kB per request, which made scavenges take ~6 ms instead of ~2 and garbage
  * collection the largest cost of a request. Bytes in a Buffer are not the collector's to copy or
  * scan: what a finished run leaves on the heap is its id and a number in a map. Writing the
- * record is three or four UTF-8 encodes; reading it (replays, GET /runs/:id, listings: rare next to
- * writes) decodes and parses it.
+ * record is one UTF-8 encode (four writes when a lone surrogate keeps its blob in UTF-16);
+ * reading it (replays, GET /runs/:id, listings: rare next to writes) decodes and parses it.
  *
  * Runs are evicted in the order they finished and are written in that order, so buffers empty in
  * order too. An emptied buffer is kept as the next one to write (one such spare at most), because a
