@@ -38,12 +38,12 @@ export async function conversationRoutes(app: FastifyInstance): Promise<void> {
   const { runtime } = app;
 
   r.get('/conversations/:id', { schema: { params: ConversationParams, response: { 200: ConversationJson } } }, async (request) => {
-    const conv = await runtime.getConversation(request.params.id, request.userId);
+    const conv = await runtime.session({ userId: request.userId }).conversation(request.params.id);
     return { id: conv.id, messages: conv.messages, created_at: conv.created_at, updated_at: conv.updated_at };
   });
 
   r.delete('/conversations/:id', { schema: { params: ConversationParams } }, async (request, reply) => {
-    await runtime.deleteConversation(request.params.id, request.userId);
+    await runtime.session({ userId: request.userId }).deleteConversation(request.params.id);
     return reply.code(204).send();
   });
 }

@@ -14,11 +14,10 @@ export async function healthRoutes(app: FastifyInstance): Promise<void> {
       return reply.code(503).type('application/problem+json').header('retry-after', '5').send(problem('shutting_down', 'The server is draining'));
     }
     try {
-      await runtime.store.ping();
+      await runtime.ping();
     } catch (err) {
       request.log.warn({ err }, 'store unreachable');
-      // Any non-2xx means "not ready"; the body's status must match the answer's (RFC 9457).
-      return reply.code(500).type('application/problem+json').send(problem('internal', 'The store is unreachable'));
+      return reply.code(503).type('application/problem+json').header('retry-after', '5').send(problem('unavailable', 'The store is unreachable'));
     }
     return { status: 'ready' };
   });

@@ -1,11 +1,13 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
-import { RunwayError } from '../src/errors.js';
+import { RunwayError } from '../src/core/errors.js';
 import { OpenStreams } from '../src/http/open-streams.js';
+import { whenClientGone } from '../src/http/client-gone.js';
+import { withBodyPointers } from '../src/http/field-pointers.js';
 import type { SseStream } from '../src/http/sse.js';
+import type { RunHandle } from '../src/runtime/run-handle.js';
 import { runOutcomeError } from '../src/runtime/run-outcome.js';
-import type { Session } from '../src/runtime/session.js';
-import type { Run, Usage } from '../src/store/run.js';
+import type { Usage } from '../src/core/run.js';
 import { installOpenAiErrors, openAiError } from './openai-errors.js';
 import { refuseUnsupported, workflowInput } from './openai-input.js';
 import { ChatCompletionBody, ChatCompletionJson, ModelJson, ModelListJson, ModelParams, OpenAiErrorJson } from './openai-schemas.js';
@@ -81,32 +83,23 @@ async function v1Routes(app: FastifyInstance, options: OpenAiRoutesOptions): Pro
       if (!workflow) throw modelNotFound(body.model, 'body');
       refuseUnsupported(body);
       const input = workflowInput(workflow, body.messages);
-      const session = await runtime.createRun({
-        workflow: workflow.name,
-        input,
-        userId: request.userId,
-        requestId: request.id,
-        log: request.log,
-        ...(body.metadata && { metadata: body.metadata }),
-      });
-      const run = session.run;
+      const session = runtime.session({ userId: request.userId, requestId: request.id, log: request.log });
+      const handle = await session
+        .run(input, { workflow: workflow.name, ...(body.metadata && { metadata: body.metadata }) })
+        .catch(withBodyPointers({ workflow: '/model', input: '/messages', metadata: '/metadata' }));
+      const run = handle.created;
       reply.header('x-runway-run-id', run.id);
 
       // Like a blocking POST /runs: a client that leaves before the answer is complete cancels the run.
-      const onClientGone = () => {
-        if (!reply.raw.writableFinished) runtime.runner.abortLocal(run.id, 'client_disconnected');
-      };
-      reply.raw.once('close', onClientGone);
-      // A client that left while the run was being created (its 'close' already fired) is gone too.
-      if (reply.raw.destroyed) onClientGone();
+      const unwatch = whenClientGone(reply, () => void handle.cancel('client_disconnected'));
 
       if (body.stream === true) {
-        await streamCompletion(request, reply, session, body.stream_options?.include_usage === true);
+        await streamCompletion(request, reply, handle, body.stream_options?.include_usage === true);
         return reply;
       }
-      const finished = await session.done;
-      reply.raw.off('close', onClientGone);
-      if (finished.status !== 'succeeded') throw runOutcomeError(finished, session);
+      const finished = await handle.result();
+      unwatch();
+      if (finished.status !== 'succeeded') throw runOutcomeError(finished, handle.abortCause);
       return {
         id: `chatcmpl-${run.id}`,
         object: 'chat.completion',
@@ -117,7 +110,7 @@ async function v1Routes(app: FastifyInstance, options: OpenAiRoutesOptions): Pro
             index: 0,
             message: { role: 'assistant', content: contentOf(finished.output), refusal: null },
             logprobs: null,
-            finish_reason: await lastFinishReason(finished),
+            finish_reason: await lastFinishReason(handle),
           },
         ],
         usage: finished.usage,
@@ -126,10 +119,9 @@ async function v1Routes(app: FastifyInstance, options: OpenAiRoutesOptions): Pro
   );
 
   /** The finish reason of the run's last LLM call (replayed from its log); `stop` without one. */
-  async function lastFinishReason(run: Run): Promise<FinishReason> {
+  async function lastFinishReason(handle: RunHandle): Promise<FinishReason> {
     let reason: string | null = null;
-    const stop = new AbortController();
-    for await (const ev of runtime.events(run, 0, stop.signal)) {
+    for await (const ev of handle.events(0)) {
       if (ev.type === 'step') reason = llmFinish(ev.json) ?? reason;
     }
     return finishReason(reason);
@@ -140,12 +132,12 @@ async function v1Routes(app: FastifyInstance, options: OpenAiRoutesOptions): Pro
    * per `token` event, the finish reason, the usage chunk when asked, then `[DONE]`. A run that
    * fails or is cancelled meanwhile ends the stream with an `{error}` frame, as OpenAI's does.
    */
-  function streamCompletion(request: FastifyRequest, reply: FastifyReply, session: Session, includeUsage: boolean): Promise<void> {
-    return streams.open(reply, (sse) => pipeChunks(request, sse, session, includeUsage));
+  function streamCompletion(request: FastifyRequest, reply: FastifyReply, handle: RunHandle, includeUsage: boolean): Promise<void> {
+    return streams.open(reply, (sse) => pipeChunks(request, sse, handle, includeUsage));
   }
 
-  async function pipeChunks(request: FastifyRequest, sse: SseStream, session: Session, includeUsage: boolean): Promise<void> {
-    const run = session.run;
+  async function pipeChunks(request: FastifyRequest, sse: SseStream, handle: RunHandle, includeUsage: boolean): Promise<void> {
+    const run = handle.created;
     // Every chunk shares its envelope: built once, the per-token work is one JSON.stringify of the delta.
     const head =
       `data: {"id":${JSON.stringify(`chatcmpl-${run.id}`)},"object":"chat.completion.chunk",` +
@@ -157,7 +149,7 @@ async function v1Routes(app: FastifyInstance, options: OpenAiRoutesOptions): Pro
     let reason: string | null = null;
     try {
       if (!(await sse.write(choice('{"role":"assistant","content":""}', null)))) return;
-      for await (const ev of runtime.events(run, 0, sse.signal)) {
+      for await (const ev of handle.events(0, sse.signal)) {
         let frame: string;
         if (ev.type === 'token') {
           const delta = (JSON.parse(ev.json) as { data: { delta: string } }).data.delta;
@@ -175,8 +167,8 @@ async function v1Routes(app: FastifyInstance, options: OpenAiRoutesOptions): Pro
           frame += 'data: [DONE]\n\n';
         } else if (ev.type === 'run.failed' || ev.type === 'run.cancelled') {
           // The terminal event is written once the record is final: the run as it ended says why.
-          const finished = await session.done;
-          frame = `data: ${JSON.stringify(openAiError(runOutcomeError(finished, session)))}\n\n`;
+          const finished = await handle.result();
+          frame = `data: ${JSON.stringify(openAiError(runOutcomeError(finished, handle.abortCause)))}\n\n`;
         } else {
           continue;
         }

@@ -1,5 +1,5 @@
 import type { FastifyInstance, FastifyReply } from 'fastify';
-import { RunwayError, type FieldError } from '../src/errors.js';
+import { RunwayError, type FieldError } from '../src/core/errors.js';
 import { toRunwayError } from '../src/http/error-handler.js';
 
 /** `{error: {message, type, param, code}}`: how OpenAI answers errors, which its SDKs parse. */

@@ -1,4 +1,4 @@
-import { RunwayError } from '../src/errors.js';
+import { RunwayError } from '../src/core/errors.js';
 import type { Workflow } from '../src/workflows/workflow.js';
 import type { ChatCompletionBody, ChatMessageBody } from './openai-schemas.js';
 

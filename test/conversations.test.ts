@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { MemoryConversationStore } from '../src/store/memory-conversation-store.js';
+import { MemoryConversationStore } from '../src/store/memory/memory-conversation-store.js';
 import type { ConversationMessage } from '../src/store/conversation-store.js';
 import { makeAgentApp, type AgentAppOptions } from './support/agent-app.js';
 import { contentChunk, errorResponse, finishChunk, sse, startFakeOpenAI, toolCallChunk, type FakeOpenAIServer } from './support/fake-openai-server.js';

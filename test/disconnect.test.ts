@@ -3,7 +3,7 @@ import { request } from 'undici';
 import { afterEach, describe, expect, it } from 'vitest';
 import { buildApp } from '../src/app.js';
 import type { MemoryStore } from '../src/store/memory-store.js';
-import type { Run } from '../src/store/run.js';
+import type { Run } from '../src/core/run.js';
 import { listen, makeApp } from './support/app.js';
 import { Drip, gateWorkflowType } from './support/sse-socket-workflows.js';
 import { openSse, startRequest, TERMINAL_TYPES, toRunEvent, waitFor, type RunEvent } from './support/sse-sockets.js';

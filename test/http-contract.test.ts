@@ -1,7 +1,7 @@
 import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fastify';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { z } from 'zod';
-import { ERROR_CODES, RunwayError, type ErrorCode } from '../src/errors.js';
+import { ERROR_CODES, RunwayError, type ErrorCode } from '../src/core/errors.js';
 import { defineWorkflow } from '../src/workflows/define-workflow.js';
 import { makeApp, type TestAppOptions } from './support/app.js';
 import { tick } from './support/runtime-test-kit.js';

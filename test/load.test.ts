@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { Agent, request } from 'undici';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { Run } from '../src/store/run.js';
+import type { Run } from '../src/core/run.js';
 import { listen, makeApp } from './support/app.js';
 import { ConcurrencyProbe, Drip, gateWorkflowType, yielderWorkflowType } from './support/sse-socket-workflows.js';
 import { waitFor } from './support/sse-sockets.js';

@@ -1,10 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { RunwayError } from '../src/errors.js';
+import { RunwayError } from '../src/core/errors.js';
 import { EventLogFullError, type StoredEvent } from '../src/store/event-log.js';
 import { MemoryStore, type MemoryStoreOptions } from '../src/store/memory-store.js';
 import { RunArena } from '../src/store/run-arena.js';
-import type { Run, RunStatus } from '../src/store/run.js';
+import type { Run, RunStatus } from '../src/core/run.js';
 import { makeRun, tick, waitFor } from './support/runtime-test-kit.js';
 
 const stores: MemoryStore[] = [];

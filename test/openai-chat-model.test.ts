@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { RunwayError } from '../src/errors.js';
+import { RunwayError } from '../src/core/errors.js';
 import { backoffDelayMs, retryAfterMs } from '../src/llm/backoff.js';
 import type { ChatRequest } from '../src/llm/chat-model.js';
 import { OpenAIChatModel, type OpenAIChatModelConfig, type RetryEvent } from '../src/llm/openai-chat-model.js';

@@ -3,7 +3,7 @@ import OpenAI from 'openai';
 import { afterEach, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { buildApp } from '../src/app.js';
-import { RunwayError } from '../src/errors.js';
+import { RunwayError } from '../src/core/errors.js';
 import { defineWorkflow } from '../src/workflows/define-workflow.js';
 import { deferred, makeAgentApp, runEvents } from './support/agent-app.js';
 import { listen, makeApp } from './support/app.js';

@@ -2,7 +2,7 @@ import SwaggerParser from '@apidevtools/swagger-parser';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../src/app.js';
-import { ERROR_CODES } from '../src/errors.js';
+import { ERROR_CODES } from '../src/core/errors.js';
 
 const KEY = 'docs-test-key-0123456789abcdef';
 const METHODS = ['get', 'post', 'put', 'patch', 'delete'] as const;

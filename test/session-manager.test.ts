@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { RunwayError } from '../src/errors.js';
+import { RunwayError } from '../src/core/errors.js';
 import { SessionManager, type AdmissionOptions, type Permit } from '../src/runtime/session-manager.js';
 import { tick, waitFor } from './support/runtime-test-kit.js';
 

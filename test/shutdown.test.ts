@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import type { FastifyInstance } from 'fastify';
 import { Agent, request } from 'undici';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { Run } from '../src/store/run.js';
+import type { Run } from '../src/core/run.js';
 import { listen, makeApp } from './support/app.js';
 import { Drip, floodWorkflowType, gateWorkflowType } from './support/sse-socket-workflows.js';
 import { openSse, startRequest, TERMINAL_TYPES, waitFor, type RunEvent, type SseConnection } from './support/sse-sockets.js';

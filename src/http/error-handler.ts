@@ -1,5 +1,5 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { RunwayError, type ErrorCode, type FieldError } from '../errors.js';
+import { RunwayError, type ErrorCode, type FieldError } from '../core/errors.js';
 import { problem } from './problem.js';
 
 const FASTIFY_CODES: Record<string, ErrorCode> = {

@@ -1,6 +1,6 @@
 import type { RouteOptions } from 'fastify';
 import { jsonSchemaTransform } from 'fastify-type-provider-zod';
-import { ERROR_CODES, type ErrorCode } from '../errors.js';
+import { ERROR_CODES, type ErrorCode } from '../core/errors.js';
 
 /**
  * How the OpenAPI document is made from the routes (see openapi-plugin): request schemas are the
@@ -45,6 +45,7 @@ export const ProblemComponent = {
 const WHY: Record<ErrorCode, string> = {
   invalid_request: 'the request does not validate (see `errors`)',
   unauthorized: 'no valid API key (only when `RUNWAY_API_KEYS` is set)',
+  forbidden: 'the server refuses this resource to everyone (a static file outside its root)',
   not_found: 'no such resource for this caller',
   conflict: 'the run already finished, or was cancelled before it did',
   payload_too_large: 'the body is over the size limit',
@@ -53,6 +54,7 @@ const WHY: Record<ErrorCode, string> = {
   rate_limited: "the caller's request rate is over the limit; retry after `Retry-After`",
   internal: 'an unexpected server error',
   upstream_error: 'the LLM upstream failed',
+  unavailable: 'the store cannot be reached; retry after `Retry-After`',
   queue_timeout: 'no run slot became free in time; retry after `Retry-After`',
   shutting_down: 'the server is draining; retry after `Retry-After` (elsewhere)',
   run_timeout: 'the run exceeded its time limit',

@@ -1,4 +1,4 @@
-import { ERROR_CODES, type ErrorCode, type FieldError } from '../errors.js';
+import { ERROR_CODES, type ErrorCode, type FieldError } from '../core/errors.js';
 
 /** An RFC 9457 problem document, as every error response of Runway carries it. */
 export interface Problem {

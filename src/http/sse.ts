@@ -1,6 +1,8 @@
 import type { ServerResponse } from 'node:http';
 
 const LINE_BREAK = /[\r\n]/;
+/** The largest piece of an event written at once (UTF-16 units). */
+const PIECE = 16 * 1024;
 
 /**
  * Formats one Server-Sent Events frame. `event` and `id` must not contain CR or LF (they would end
@@ -69,6 +71,25 @@ export class SseStream {
 
   get closed(): boolean {
     return this.controller.signal.aborted;
+  }
+
+  /**
+   * Writes one event frame (`id:`, `event:`, `data:` of JSON text that holds no line break, as
+   * JSON.stringify writes it). A large event goes out in pieces, each after the last has drained,
+   * so a reader that stopped reading holds at most one piece in server memory, not the event.
+   */
+  async writeEvent(id: number, event: string, json: string): Promise<boolean> {
+    if (json.length <= PIECE || LINE_BREAK.test(json)) return this.write(sseFrame({ id, event, data: json }));
+    if (!(await this.write(`id: ${id}\nevent: ${event}\ndata: `))) return false;
+    for (let at = 0; at < json.length; ) {
+      let end = Math.min(at + PIECE, json.length);
+      // Never between the halves of a surrogate pair: each piece is encoded to UTF-8 on its own.
+      const last = json.charCodeAt(end - 1);
+      if (end < json.length && last >= 0xd800 && last <= 0xdbff) end--;
+      if (!(await this.write(json.slice(at, end)))) return false;
+      at = end;
+    }
+    return this.write('\n\n');
   }
 
   /** Resolves true once `chunk` is handed to the socket, false when the client is gone. */

@@ -1,4 +1,4 @@
-import { RunwayError } from '../errors.js';
+import { RunwayError } from '../core/errors.js';
 
 /**
  * An `upstream_error` that also remembers what the upstream said, so the retry loop can decide

@@ -1,12 +1,12 @@
 // The module's binding, not the global: on Node 20 `globalThis.performance` is an accessor, looked up on every call.
 import { performance } from 'node:perf_hooks';
 import { collectDefaultMetrics, Gauge, Registry } from 'prom-client';
-import { DeferredDeletes } from '../runtime/deferred-deletes.js';
-import type { RunEventType } from '../store/event-log.js';
-import type { StepEventData } from '../runtime/step.js';
+
+import type { RunEventType } from '../core/events.js';
+import type { StepEventData } from '../core/context.js';
 import type { AdmissionStats } from '../runtime/session-manager.js';
 import { LocalCounter, LocalHistogram, type CounterSeries, type HistogramSeries } from './local-metrics.js';
-import type { RunEventObserver } from './observed-event-log.js';
+import type { RunEventObserver } from '../runtime/run-observers.js';
 
 /** Every metric name starts with this. */
 export const METRIC_PREFIX = 'runway_';
@@ -89,7 +89,6 @@ export class RunMetrics implements RunEventObserver {
   private readonly tools = new Map<string, ToolSeries>();
   /** Runs between `run.queued` and their terminal event; a finished one maps to undefined until its batch of deletes. */
   private readonly live = new Map<string, LiveRun | undefined>();
-  private readonly finishedRuns = new DeferredDeletes(this.live);
 
   constructor(admission: AdmissionSource, workflowNames: Iterable<string>) {
     const registry = this.registry;
@@ -239,7 +238,7 @@ export class RunMetrics implements RunEventObserver {
   private onFinished(runId: string, status: FinalStatus): void {
     const run = this.live.get(runId);
     if (run === undefined) return;
-    this.finishedRuns.delete(runId);
+    this.live.delete(runId);
     run.series.runs[status].inc();
     if (run.startedAt >= 0) run.series.duration[status].observe((performance.now() - run.startedAt) / 1000);
   }

@@ -1,8 +1,8 @@
 import { ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Attributes, type Span, type Tracer } from '@opentelemetry/api';
 import type { RunContext } from '../runtime/run-context.js';
-import type { StepEventData } from '../runtime/step.js';
-import type { RunEventType } from '../store/event-log.js';
-import type { RunEventObserver } from './observed-event-log.js';
+import type { StepEventData } from '../core/context.js';
+import type { RunEventType } from '../core/events.js';
+import type { RunEventObserver } from '../runtime/run-observers.js';
 
 /** One traced run: its span and the spans of its open steps, by step id. */
 interface TracedRun {

@@ -1,7 +1,7 @@
 import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction, RouteOptions } from 'fastify';
 import fp from 'fastify-plugin';
 import { USER_ID_PATTERN, type ApiKeyEntry } from '../config/access-schema.js';
-import { RunwayError } from '../errors.js';
+import { RunwayError } from '../core/errors.js';
 import { ApiKeyTable, bearerToken } from './api-key-table.js';
 
 declare module 'fastify' {

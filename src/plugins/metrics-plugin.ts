@@ -1,5 +1,5 @@
 import fp from 'fastify-plugin';
-import { RunwayError } from '../errors.js';
+import { RunwayError } from '../core/errors.js';
 import { RunMetrics } from '../observability/run-metrics.js';
 
 declare module 'fastify' {
@@ -18,7 +18,7 @@ declare module 'fastify' {
 export const metricsPlugin = fp(
   async (app) => {
     const metrics = new RunMetrics(app.runtime.sessions, app.runtime.workflows.keys());
-    const unobserve = app.runEvents.observe(metrics);
+    const unobserve = app.runtime.observe(metrics);
     app.decorate('metrics', metrics);
 
     app.addHook('onError', (_request, _reply, error, done) => {

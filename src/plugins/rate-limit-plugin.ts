@@ -1,7 +1,7 @@
 import fastifyRateLimit from '@fastify/rate-limit';
 import type { FastifyRequest, RouteOptions } from 'fastify';
 import fp from 'fastify-plugin';
-import { RunwayError } from '../errors.js';
+import { RunwayError } from '../core/errors.js';
 
 export interface RateLimitPluginOptions {
   /** Requests one user may make per window; 0 = no limit (nothing is registered). */

@@ -71,9 +71,9 @@ function headerValue(value: string | string[] | undefined): string | undefined {
 export const tracingPlugin = fp(
   async (app) => {
     if (!tracingRegistered()) return;
-    const { runner } = app.runtime;
-    const tracer = new RunTracer(trace.getTracer(TRACER_NAME, RUNWAY_VERSION), (runId) => runner.local(runId));
-    const unobserve = app.runEvents.observe(tracer);
+    const { runtime } = app;
+    const tracer = new RunTracer(trace.getTracer(TRACER_NAME, RUNWAY_VERSION), (runId) => runtime.runContext(runId));
+    const unobserve = runtime.observe(tracer);
     app.addHook('preHandler', remoteParent);
     app.addHook('onClose', async () => {
       unobserve();

@@ -1,16 +1,8 @@
-import type { LogFn } from 'pino';
+import type { Logger } from '../core/logger.js';
 
-/** The slice of pino the runtime logs through (Fastify's request loggers fit it). */
-export interface Logger {
-  level: string;
-  fatal: LogFn;
-  error: LogFn;
-  warn: LogFn;
-  info: LogFn;
-  debug: LogFn;
-  trace: LogFn;
-  child(bindings: Record<string, unknown>): Logger;
-}
+export type { Logger };
+
+
 
 const LEVELS: Record<string, number> = { trace: 10, debug: 20, info: 30, warn: 40, error: 50, fatal: 60 };
 

@@ -1,28 +1,7 @@
-import type { ConversationMessage, ConversationStore } from '../store/conversation-store.js';
-import { isoNow } from '../store/iso-clock.js';
+import type { ConversationMessage, ConversationTurn, RunConversation } from '../core/context.js';
+import type { ConversationStore } from '../store/conversation-store.js';
 
-/** A message a workflow adds to its conversation. */
-export interface ConversationTurn {
-  role: ConversationMessage['role'];
-  content: string;
-}
-
-/**
- * The caller's conversation, as a run with a `conversation_id` sees it through `ctx.conversation`.
- * Keyed by the run's own user, so a workflow cannot reach another user's conversation.
- *
- * @example
- *   const prior = ctx.conversation ? await ctx.conversation.history() : []
- *   // … answer …
- *   ctx.conversation?.append({ role: 'user', content: question }, { role: 'assistant', content: answer })
- */
-export interface RunConversation {
-  readonly id: string;
-  /** The messages of earlier runs, oldest first ([] for a new conversation). */
-  history(): Promise<readonly ConversationMessage[]>;
-  /** Stages messages; they are written only if the run succeeds. */
-  append(...turns: ConversationTurn[]): void;
-}
+export type { ConversationTurn, RunConversation };
 
 /** The per-run `RunConversation`: reads lazily, writes the staged turns on `commit()`. */
 export class ConversationHandle implements RunConversation {
@@ -47,7 +26,7 @@ export class ConversationHandle implements RunConversation {
   /** Writes what the run staged, stamped with its id. Called once the workflow returned. */
   async commit(runId: string): Promise<void> {
     if (this.staged.length === 0) return;
-    const created_at = isoNow();
+    const created_at = new Date().toISOString();
     const messages = this.staged.map((t) => ({ ...t, run_id: runId, created_at }));
     this.staged = [];
     await this.store.append(this.userId, this.id, messages);

@@ -1,6 +1,6 @@
-import { RunwayError } from '../errors.js';
-import type { Run } from '../store/run.js';
-import type { Session } from './session.js';
+import { RunwayError } from '../core/errors.js';
+import type { Run } from '../core/run.js';
+import type { AbortCause } from './run-scope.js';
 import { QUEUE_TIMEOUT_RETRY_AFTER_S, SHUTDOWN_RETRY_AFTER_S } from './session-manager.js';
 
 /**
@@ -10,15 +10,15 @@ import { QUEUE_TIMEOUT_RETRY_AFTER_S, SHUTDOWN_RETRY_AFTER_S } from './session-m
  * help, `Retry-After`.
  *
  * @example
- *   const run = await session.done
- *   if (run.status !== 'succeeded') throw runOutcomeError(run, session)
+ *   const run = await handle.result()
+ *   if (run.status !== 'succeeded') throw runOutcomeError(run, handle.abortCause)
  */
-export function runOutcomeError(run: Run, session: Session): RunwayError {
+export function runOutcomeError(run: Run, cause: AbortCause | undefined): RunwayError {
   if (run.status === 'failed' && run.error) {
     const retryAfterS = run.error.code === 'queue_timeout' ? QUEUE_TIMEOUT_RETRY_AFTER_S : undefined;
     return new RunwayError(run.error.code, run.error.message, { runId: run.id, ...(retryAfterS && { retryAfterS }) });
   }
-  if (session.abortCause === 'shutdown') {
+  if (cause === 'shutdown') {
     return new RunwayError('shutting_down', 'The run was cancelled because the server is shutting down', {
       runId: run.id,
       retryAfterS: SHUTDOWN_RETRY_AFTER_S,

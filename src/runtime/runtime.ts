@@ -1,183 +1,112 @@
-import type { Logger } from './logger.js';
-import { RunwayError, type FieldError } from '../errors.js';
-import type { Conversation, ConversationStore } from '../store/conversation-store.js';
-import type { EventLog, StoredEvent } from '../store/event-log.js';
-import type { RunListQuery, RunPage, RunStore } from '../store/run-store.js';
-import type { Run } from '../store/run.js';
+import { RunwayError } from '../core/errors.js';
+import type { Logger } from '../core/logger.js';
+import type { RunContext } from '../core/context.js';
+import type { ChatModel } from '../llm/chat-model.js';
+import type { Stores } from '../store/stores.js';
 import type { Workflow } from '../workflows/workflow.js';
-import type { Runner, StartRunSpec } from './runner.js';
-import { ConversationHandle } from './run-conversation.js';
-import { Session } from './session.js';
-import type { SessionManager } from './session-manager.js';
-
-export interface CreateRunRequest {
-  workflow?: string;
-  input: unknown;
-  userId: string;
-  requestId: string;
-  conversationId?: string;
-  metadata?: Record<string, unknown>;
-  timeoutMs?: number;
-  log?: Logger;
-}
+import type { RunEventObserver, RunObservers } from './run-observers.js';
+import type { Runner } from './runner.js';
+import { Session, type SessionOptions } from './session.js';
+import type { AdmissionStats, SessionManager } from './session-manager.js';
 
 export interface RuntimeParts {
   workflows: ReadonlyMap<string, Workflow>;
   defaultWorkflow: string;
   runner: Runner;
   sessions: SessionManager;
-  store: RunStore;
-  events: EventLog;
-  /** Conversations of `conversation_id` runs; without it such runs get no history. */
-  conversations?: ConversationStore;
+  stores: Stores;
+  observers: RunObservers;
+  /** Models the runtime built and closes. */
+  llms?: ReadonlyMap<string, ChatModel>;
+  /** How long running runs may finish when the runtime closes. */
+  shutdownGraceMs: number;
+  log: Logger;
 }
 
 /**
- * What the HTTP layer may ask of the runtime: create, read, follow, cancel and list runs, scoped to
- * the calling user. Routes never reach a store or a model except through here.
+ * Runway as a library: the seed's SessionManager. `session({userId})` gives one user's view, whose
+ * `run()` starts runs; the HTTP routes are built on this same API.
  *
  * @example
- *   const session = await runtime.createRun({ input: 'hi', userId, requestId })
- *   const run = await session.done
+ *   const runtime = await createRuntime({ config: { workflows: { echo: { type: 'echo' } } } })
+ *   const run = await runtime.session({ userId: 'alice' }).run('hello')
+ *   console.log((await run.result()).output)
+ *   await runtime.close()
  */
 export class Runtime {
+  private closing: Promise<void> | undefined;
+
   constructor(private readonly parts: RuntimeParts) {}
 
   get workflows(): ReadonlyMap<string, Workflow> {
     return this.parts.workflows;
   }
+
   get defaultWorkflow(): string {
     return this.parts.defaultWorkflow;
   }
-  get sessions(): SessionManager {
-    return this.parts.sessions;
-  }
-  get runner(): Runner {
-    return this.parts.runner;
-  }
-  get store(): RunStore {
-    return this.parts.store;
-  }
 
+  /** The workflow named `name`; `not_found` when there is none. */
   workflow(name: string): Workflow {
     const wf = this.parts.workflows.get(name);
     if (!wf) throw new RunwayError('not_found', `Workflow "${name}" does not exist`);
     return wf;
   }
 
-  /** Validates the input against the workflow and starts the run (queued until admitted). */
-  async createRun(req: CreateRunRequest): Promise<Session> {
-    return this.startRun(req);
+  /** Admission: permits held, runs waiting, the high-water mark, and permits per user. */
+  get sessions(): SessionManager {
+    return this.parts.sessions;
   }
 
-  /**
-   * `createRun` for the hot path: the Session itself when the store writes synchronously, and
-   * errors (`invalid_request`, `queue_full`, `shutting_down`) thrown rather than rejected.
-   */
-  startRun(req: CreateRunRequest): Session | Promise<Session> {
-    const name = req.workflow ?? this.parts.defaultWorkflow;
-    const workflow = this.parts.workflows.get(name);
-    if (!workflow) {
-      throw new RunwayError('invalid_request', `Workflow "${name}" does not exist`, {
-        errors: [{ in: 'body', pointer: '/workflow', message: `Unknown workflow "${name}"` }],
-      });
-    }
-    const parsed = workflow.inputSchema.safeParse(req.input);
-    if (!parsed.success) {
-      const errors: FieldError[] = parsed.error.issues.map((issue) => ({
-        in: 'body',
-        pointer: ['/input', ...issue.path.map((p) => String(p))].join('/'),
-        message: issue.message,
-      }));
-      throw new RunwayError('invalid_request', `The input does not fit workflow "${name}"`, { errors });
-    }
-    const conversations = this.parts.conversations;
-    const spec: StartRunSpec = {
-      workflow:
-        req.conversationId !== undefined && conversations !== undefined
-          ? withConversation(workflow, new ConversationHandle(conversations, req.userId, req.conversationId))
-          : workflow,
-      input: parsed.data,
-      userId: req.userId,
-      requestId: req.requestId,
-      conversationId: req.conversationId ?? null,
-    };
-    // Optional members assigned, not spread in: spreading small objects is a slow path in V8 (Node 20).
-    if (req.metadata !== undefined) spec.metadata = req.metadata;
-    if (req.timeoutMs !== undefined) spec.timeoutMs = req.timeoutMs;
-    if (req.log !== undefined) spec.log = req.log;
-    return this.parts.runner.start(spec);
+  /** The stores behind the runs, for operations and tests; routes go through `session()`. */
+  get stores(): Stores {
+    return this.parts.stores;
   }
 
-  /** The caller's run; another user's run is `not_found`, never forbidden. */
-  /**
-   * The JSON text of a run that has just finished, when the store still has it from keeping the
-   * run (see `RunStore.finishedJson`); undefined otherwise, and the caller serializes the Run.
-   */
-  finishedJson(run: Run): string | undefined {
-    return this.parts.store.finishedJson?.(run);
+  /** One user's view: runs it starts are that user's; it reads only that user's runs. */
+  session(options: SessionOptions): Session {
+    return new Session(this.parts, options);
   }
 
-  async getRun(id: string, userId: string): Promise<Run> {
-    const run = await this.parts.store.get(id);
-    if (!run || run.user_id !== userId) throw new RunwayError('not_found', `Run ${id} does not exist`);
-    return run;
+  /** Adds an observer of every run's events (metrics, traces); returns the function that removes it. */
+  observe(observer: RunEventObserver): () => void {
+    return this.parts.observers.observe(observer);
   }
 
-  listRuns(query: RunListQuery): Promise<RunPage> {
-    return this.parts.store.list(query);
+  /** The context of a run executing in this process (tracing links spans to it). */
+  runContext(runId: string): RunContext | undefined {
+    return this.parts.runner.local(runId)?.scope;
   }
 
-  async cancelRun(id: string, userId: string): Promise<Run> {
-    return this.parts.runner.cancel(await this.getRun(id, userId));
+  admission(): AdmissionStats {
+    return this.parts.sessions.stats();
   }
 
-  /** The caller's conversation; another user's (or an unknown one) is `not_found`. */
-  async getConversation(id: string, userId: string): Promise<Conversation> {
-    const conv = await this.parts.conversations?.get(userId, id);
-    if (!conv) throw new RunwayError('not_found', `Conversation ${id} does not exist`);
-    return conv;
+  /** Runs executing (or waiting to) in this process. */
+  get activeRuns(): number {
+    return this.parts.runner.activeCount;
   }
 
-  /** Forgets the caller's conversation; `not_found` when there is none. */
-  async deleteConversation(id: string, userId: string): Promise<void> {
-    const deleted = (await this.parts.conversations?.delete(userId, id)) ?? false;
-    if (!deleted) throw new RunwayError('not_found', `Conversation ${id} does not exist`);
-  }
-
-  /** Replays events after `afterId`, then follows until the terminal event or the signal. */
-  events(run: Run, afterId: number, signal: AbortSignal): AsyncIterable<StoredEvent> {
-    return this.parts.events.read(run.id, afterId, { signal });
-  }
-
-  /** Stops admitting runs, lets running ones finish within `graceMs`, cancels the rest. */
-  shutdown(graceMs: number): Promise<void> {
-    return this.parts.runner.shutdown(graceMs);
+  /** Rejects when the store cannot be reached. */
+  async ping(): Promise<void> {
+    await this.parts.stores.runs.ping();
   }
 
   get isDraining(): boolean {
     return this.parts.runner.isDraining;
   }
-}
 
-/**
- * The workflow as a conversation run executes it: the handle is on the context before the workflow
- * starts, and what the workflow staged is written only once it returned (a failed or cancelled
- * run adds nothing). Runs without a conversation never pay for this wrapper.
- */
-function withConversation(workflow: Workflow, handle: ConversationHandle): Workflow {
-  return {
-    name: workflow.name,
-    type: workflow.type,
-    description: workflow.description,
-    inputSchema: workflow.inputSchema,
-    async run(input, ctx) {
-      if (ctx instanceof Session) ctx.conversation = handle;
-      const output = await workflow.run(input, ctx);
-      // A workflow that ignored its abort and returned after the run ended must not write.
-      const ended = ctx instanceof Session ? ctx.aborted || ctx.finished : ctx.signal.aborted;
-      if (!ended) await handle.commit(ctx.run_id);
-      return output;
-    },
-  };
+  /** Stops admitting runs, lets running ones finish within `graceMs`, cancels the rest. */
+  shutdown(graceMs = this.parts.shutdownGraceMs): Promise<void> {
+    return this.parts.runner.shutdown(graceMs);
+  }
+
+  /** Shuts down, then closes the stores and the models. Calling it again waits for the first. */
+  close(): Promise<void> {
+    return (this.closing ??= (async () => {
+      await this.shutdown();
+      await this.parts.stores.close();
+      await Promise.allSettled([...(this.parts.llms?.values() ?? [])].map((model) => model.close()));
+    })());
+  }
 }

@@ -1,5 +1,6 @@
 import { Semaphore } from 'async-mutex';
-import { RunwayError } from '../errors.js';
+import { RunwayError } from '../core/errors.js';
+import type { Permit, QueuePlace } from '../queue/run-queue.js';
 
 export interface AdmissionOptions {
   /** Permits: runs executing at once. 0 = unlimited. */
@@ -12,11 +13,7 @@ export interface AdmissionOptions {
   perUserMaxConcurrency: number;
 }
 
-/** A held slot. `release()` may be called any number of times; only the first has an effect. */
-export interface Permit {
-  readonly userId: string;
-  release(): void;
-}
+export type { Permit };
 
 export interface AdmissionStats {
   inFlight: number;
@@ -39,6 +36,20 @@ export const SHUTDOWN_RETRY_AFTER_S = 5;
 export const MAX_TIMER_MS = 2_147_483_647;
 
 /**
+ * A place a run holds while it waits to execute: a permit at once when one was free, else a place
+ * in the bounded wait queue.
+ */
+export interface Reservation extends QueuePlace {
+  /**
+   * Resolves to the permit once the run may execute. Rejects with `queue_timeout`, or with the
+   * signal's reason when it aborts first (a permit granted after that is handed on at once).
+   */
+  start(signal: AbortSignal): Promise<Permit>;
+  /** Gives the place back unused (the run was never created). */
+  cancel(): void;
+}
+
+/**
  * Process-wide admission control: a semaphore of `maxConcurrency` permits, a bounded wait queue with
  * a timeout, and a per-user cap so one user cannot take every slot.
  *
@@ -47,7 +58,8 @@ export const MAX_TIMER_MS = 2_147_483_647;
  * timeout wins the race, hands the permit back the moment it is granted.
  *
  * @example
- *   const permit = await manager.admit('alice', () => run.signal)
+ *   const place = manager.reserve('alice')          // throws queue_full / shutting_down
+ *   const permit = await place.start(run.signal)
  *   try { await work() } finally { permit.release() }
  */
 export class SessionManager {
@@ -63,12 +75,10 @@ export class SessionManager {
   }
 
   /**
-   * Takes a permit for `userId`. Returns the Permit itself when one is free (no promise, no timer, no
-   * AbortSignal on the hot path), else a promise of it. Throws `queue_full` or `shutting_down`
-   * synchronously, so a caller can refuse a request before creating anything. The promise rejects
-   * with `queue_timeout`, or with the signal's reason when it aborts while waiting.
+   * Takes a place for a run of `userId`: a permit when one is free, else a place in the queue.
+   * Throws `queue_full` or `shutting_down`, so a caller can refuse a request before creating anything.
    */
-  admit(userId: string, signal: () => AbortSignal): Permit | Promise<Permit> {
+  reserve(userId: string): Reservation {
     if (this.draining) {
       throw new RunwayError('shutting_down', 'The server is shutting down', { retryAfterS: SHUTDOWN_RETRY_AFTER_S });
     }
@@ -78,11 +88,11 @@ export class SessionManager {
     const globalFree = !this.global || this.global.getValue() > 0;
     if (userFree && globalFree) {
       // A permit is free and nobody waits (a release hands permits to waiters at once), so taking
-      // one is lowering the count: what acquire() would do, minus the promise, task and releaser
-      // it makes for a caller that already knows the answer.
+      // one is lowering the count: what acquire() would do, without waiting for it.
       if (slot) takeFree(slot.sem);
       if (this.global) takeFree(this.global);
-      return this.grant(userId, slot);
+      const permit = this.grant(userId, slot);
+      return { start: async () => permit, cancel: () => permit.release() };
     }
     if (this.waiting >= this.options.maxQueue) {
       if (slot) this.unref(userId, slot);
@@ -90,7 +100,25 @@ export class SessionManager {
         retryAfterS: QUEUE_FULL_RETRY_AFTER_S,
       });
     }
-    return this.wait(userId, slot, signal());
+    // The place in the queue is counted from now, so that concurrent reservations cannot overfill it.
+    this.waiting++;
+    let settled = false;
+    const leave = () => {
+      if (settled) return false;
+      settled = true;
+      this.waiting--;
+      return true;
+    };
+    return {
+      start: (signal) => {
+        if (!leave()) return Promise.reject(new Error('This reservation was already used'));
+        // wait() counts it again, in the same turn: the queue never looks emptier than it is.
+        return this.wait(userId, slot, signal);
+      },
+      cancel: () => {
+        if (leave() && slot) this.unref(userId, slot);
+      },
+    };
   }
 
   stats(): AdmissionStats {
@@ -104,7 +132,7 @@ export class SessionManager {
     return out;
   }
 
-  /** From now on every `admit` throws `shutting_down`. Callers already waiting keep waiting. */
+  /** From now on every `reserve` throws `shutting_down`. Callers already waiting keep waiting. */
   beginDrain(): void {
     this.draining = true;
   }

@@ -1,11 +1,6 @@
-/** One message of a conversation as kept between runs. */
-export interface ConversationMessage {
-  role: 'system' | 'user' | 'assistant';
-  content: string;
-  /** The run that added it. */
-  run_id: string;
-  created_at: string;
-}
+import type { ConversationMessage } from '../core/context.js';
+
+export type { ConversationMessage };
 
 export interface Conversation {
   id: string;
@@ -19,7 +14,7 @@ export interface Conversation {
 /**
  * Where conversations live between runs, keyed by (user, conversation id): one user can never read
  * or extend another's, even with the same id. Bounded: messages and characters per conversation,
- * an idle TTL and a cap on conversations. Asynchronous so a networked store fits later.
+ * an idle TTL and a cap on conversations. Takes and returns copies.
  *
  * @example
  *   await store.append('alice', 'c1', [{ role: 'user', content: 'Hi', run_id, created_at }])
@@ -32,5 +27,4 @@ export interface ConversationStore {
   append(userId: string, id: string, messages: readonly ConversationMessage[]): Promise<Conversation>;
   /** Resolves to false when there was nothing to delete. */
   delete(userId: string, id: string): Promise<boolean>;
-  close(): void;
 }

@@ -1,4 +1,4 @@
-import type { Run, RunStatus } from './run.js';
+import type { Run, RunStatus } from '../core/run.js';
 
 export interface RunListQuery {
   userId: string;
@@ -16,40 +16,25 @@ export interface RunPage {
 }
 
 /**
- * Where run records live. Asynchronous so a networked store (Redis) fits without a rewrite.
+ * Where run records live. Every method takes and returns copies: nothing passed in is kept by
+ * reference, nothing returned is the store's own.
  *
  * @example
- *   const run = await store.update(id, { status: 'cancelled' }, ['queued', 'running'])
- *   if (!run) { // somebody else finished it first }
+ *   const moved = await store.update(id, { status: "cancelled" }, ["queued", "running"])
+ *   if (!moved) { // somebody else moved it first }
  */
 export interface RunStore {
+  /** Rejects with `RunExistsError` when the id is taken. */
   create(run: Run): Promise<void>;
+  /** The run with `last_event_id` as its event log has it. */
   get(id: string): Promise<Run | undefined>;
   /**
    * Compare-and-set on status: applies `patch` only when the run's status is one of `expect`, so a
-   * late "succeeded" can never overwrite "cancelled". Resolves to the updated run, or undefined.
+   * late "succeeded" can never overwrite "cancelled". Resolves to whether it applied.
    */
-  update(id: string, patch: Partial<Run>, expect: readonly RunStatus[]): Promise<Run | undefined>;
+  update(id: string, patch: Partial<Run>, expect: readonly RunStatus[]): Promise<boolean>;
+  /** The user's runs, newest first. Rejects an unknown cursor with `invalid_request`. */
   list(query: RunListQuery): Promise<RunPage>;
-  /**
-   * Optional synchronous `create` / `update` for stores that can (the memory store): same
-   * contracts, no promise. The Runner uses them on the hot path when present.
-   */
-  createNow?(run: Run): void;
-  updateNow?(id: string, patch: Partial<Run>, expect: readonly RunStatus[]): Run | undefined;
-  /**
-   * Optional: the JSON text (as `JSON.stringify` writes it) of a finished run the store has just
-   * serialized to keep it, when it still has it at hand; else undefined. Answering with it spares
-   * serializing the same run a second time.
-   */
-  finishedJson?(run: Run): string | undefined;
-  /** Throws when the store cannot be reached (drives `/readyz`). */
+  /** Rejects when the store cannot be reached (drives `/readyz`). */
   ping(): Promise<void>;
-}
-
-/** Cancellation travels through the store so that, with Redis, any replica can cancel any run. */
-export interface CancelBus {
-  publishCancel(runId: string): Promise<void>;
-  /** Returns an unsubscribe function. */
-  onCancel(handler: (runId: string) => void): () => void;
 }

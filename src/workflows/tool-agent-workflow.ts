@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { intSetting } from '../config/config-schema.js';
-import { RunwayError } from '../errors.js';
+import { RunwayError } from '../core/errors.js';
 import { agentInputSchema, buildPrompt, inputTurns } from './agent/agent-input.js';
 import { llmWorkflowFields } from './agent/agent-config.js';
 import { AgentTools } from './agent/agent-tools.js';

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { expect } from 'vitest';
 import type { EventLog } from '../../src/store/event-log.js';
 import { TERMINAL_EVENT_TYPES } from '../../src/store/event-log.js';
-import { zeroUsage, type Run } from '../../src/store/run.js';
+import { zeroUsage, type Run } from '../../src/core/run.js';
 
 /** A promise with its resolve/reject exposed, for gating workflows and jobs from a test. */
 export interface Deferred<T = void> {

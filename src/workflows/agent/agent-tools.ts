@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { ConfigError } from '../../config/load-config.js';
-import { isAbortError } from '../../errors.js';
+import { isAbortError } from '../../core/errors.js';
 import type { ChatMessage, ToolCall, ToolSpec } from '../../llm/chat-model.js';
 import type { RunContext } from '../../runtime/run-context.js';
 import type { Tool } from '../define-tool.js';

@@ -1,4 +1,4 @@
-import { isAbortError, RunwayError } from '../../errors.js';
+import { isAbortError, RunwayError } from '../../core/errors.js';
 
 /** How a failed LLM or tool step reports its error on the `*_END` event. */
 export function describeFailure(err: unknown): { code?: string; message: string } {

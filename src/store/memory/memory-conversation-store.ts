@@ -1,4 +1,4 @@
-import type { Conversation, ConversationMessage, ConversationStore } from './conversation-store.js';
+import type { Conversation, ConversationMessage, ConversationStore } from '../conversation-store.js';
 
 export interface MemoryConversationStoreOptions {
   /** Messages kept per conversation; the oldest go first. */

@@ -8,6 +8,7 @@
 export const ERROR_CODES = {
   invalid_request: { status: 400, title: 'Invalid request' },
   unauthorized: { status: 401, title: 'Unauthorized' },
+  forbidden: { status: 403, title: 'Forbidden' },
   not_found: { status: 404, title: 'Not found' },
   conflict: { status: 409, title: 'Conflict' },
   payload_too_large: { status: 413, title: 'Payload too large' },
@@ -16,6 +17,7 @@ export const ERROR_CODES = {
   rate_limited: { status: 429, title: 'Rate limited' },
   internal: { status: 500, title: 'Internal error' },
   upstream_error: { status: 502, title: 'Upstream error' },
+  unavailable: { status: 503, title: 'Unavailable' },
   queue_timeout: { status: 503, title: 'Queue timeout' },
   shutting_down: { status: 503, title: 'Shutting down' },
   run_timeout: { status: 504, title: 'Run timeout' },
@@ -30,9 +32,21 @@ export interface FieldError {
   message: string;
 }
 
+/**
+ * What was wrong with one argument of a runtime call (`input`, `workflow`, `metadata`), with the
+ * path inside it. The runtime knows nothing of HTTP: routes turn issues into JSON pointers into
+ * their own request (`/input/…`, or `/model` on the OpenAI facade).
+ */
+export interface FieldIssue {
+  field: string;
+  path: readonly PropertyKey[];
+  message: string;
+}
+
 export interface RunwayErrorOptions {
   retryAfterS?: number;
   errors?: FieldError[];
+  issues?: FieldIssue[];
   runId?: string;
   cause?: unknown;
 }
@@ -41,7 +55,8 @@ export class RunwayError extends Error {
   readonly code: ErrorCode;
   readonly status: number;
   readonly retryAfterS: number | undefined;
-  readonly errors: FieldError[] | undefined;
+  errors: FieldError[] | undefined;
+  readonly issues: FieldIssue[] | undefined;
   runId: string | undefined;
 
   constructor(code: ErrorCode, message: string, options: RunwayErrorOptions = {}) {
@@ -51,6 +66,7 @@ export class RunwayError extends Error {
     this.status = ERROR_CODES[code].status;
     this.retryAfterS = options.retryAfterS;
     this.errors = options.errors;
+    this.issues = options.issues;
     this.runId = options.runId;
   }
 }

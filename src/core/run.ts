@@ -1,0 +1,76 @@
+import type { ErrorCode } from './errors.js';
+
+/**
+ * Every status a run can have, in lifecycle order. The transition table below is the one place
+ * that says how a run moves between them; every other status set is derived from it.
+ */
+export const RUN_STATUSES = ['queued', 'running', 'waiting', 'succeeded', 'failed', 'cancelled'] as const;
+
+export type RunStatus = (typeof RUN_STATUSES)[number];
+
+/**
+ * The lifecycle (DESIGN §3): `queued → running → (waiting ⇄ running) → succeeded | failed |
+ * cancelled`. A queued or waiting run may also end without running again (cancelled, timed out).
+ */
+export const TRANSITIONS: Readonly<Record<RunStatus, readonly RunStatus[]>> = {
+  queued: ['running', 'failed', 'cancelled'],
+  running: ['waiting', 'succeeded', 'failed', 'cancelled'],
+  waiting: ['running', 'failed', 'cancelled'],
+  succeeded: [],
+  failed: [],
+  cancelled: [],
+};
+
+/** A status no transition leaves. */
+export type TerminalStatus = 'succeeded' | 'failed' | 'cancelled';
+
+/** The statuses with no way out of them. */
+export const TERMINAL_STATUSES: ReadonlySet<RunStatus> = new Set(RUN_STATUSES.filter((s) => TRANSITIONS[s].length === 0));
+
+/** The statuses a run can still leave: queued, running, waiting. */
+export const ACTIVE_STATUSES: readonly RunStatus[] = RUN_STATUSES.filter((s) => !TERMINAL_STATUSES.has(s));
+
+export function isTerminalStatus(status: RunStatus): status is TerminalStatus {
+  return TERMINAL_STATUSES.has(status);
+}
+
+/** Whether the table allows `from → to`. */
+export function canTransition(from: RunStatus, to: RunStatus): boolean {
+  return TRANSITIONS[from].includes(to);
+}
+
+export interface Usage {
+  prompt_tokens: number;
+  completion_tokens: number;
+  total_tokens: number;
+}
+
+export function zeroUsage(): Usage {
+  return { prompt_tokens: 0, completion_tokens: 0, total_tokens: 0 };
+}
+
+export interface RunError {
+  code: ErrorCode;
+  message: string;
+}
+
+/** Why a run was cancelled; carried on `run.cancelled` and used to pick the blocking answer. */
+export type CancelReason = 'user' | 'client_disconnected' | 'shutdown';
+
+/** The Run resource of DESIGN §2, exactly as the API returns it. */
+export interface Run {
+  id: string;
+  workflow: string;
+  user_id: string;
+  conversation_id: string | null;
+  status: RunStatus;
+  input: unknown;
+  output: unknown;
+  error: RunError | null;
+  usage: Usage;
+  metadata: Record<string, unknown>;
+  created_at: string;
+  started_at: string | null;
+  finished_at: string | null;
+  last_event_id: number;
+}

@@ -1,0 +1,31 @@
+import type { FieldError, FieldIssue } from '../core/errors.js';
+import { RunwayError } from '../core/errors.js';
+
+/** Where each runtime argument came from in a request body, as a JSON pointer (`input` → `/input`). */
+export type BodyFields = Readonly<Record<string, string>>;
+
+function escape(token: PropertyKey): string {
+  return String(token).replace(/~/g, '~0').replace(/\//g, '~1');
+}
+
+/** The runtime's issues as field errors pointing into the request body. */
+export function issuesToErrors(issues: readonly FieldIssue[], fields: BodyFields = {}): FieldError[] {
+  return issues.map((issue) => ({
+    in: 'body',
+    pointer: (fields[issue.field] ?? `/${escape(issue.field)}`) + issue.path.map((p) => `/${escape(p)}`).join(''),
+    message: issue.message,
+  }));
+}
+
+/**
+ * Gives a runtime error its JSON pointers into this route's body, then rethrows it.
+ *
+ * @example
+ *   const run = await session.run(input).catch(withBodyPointers({ workflow: '/model' }))
+ */
+export function withBodyPointers(fields: BodyFields): (err: unknown) => never {
+  return (err) => {
+    if (err instanceof RunwayError && err.issues !== undefined && err.errors === undefined) err.errors = issuesToErrors(err.issues, fields);
+    throw err;
+  };
+}

@@ -1,0 +1,27 @@
+/** A run id that is already taken (`RunStore.create`). */
+export class RunExistsError extends Error {
+  override readonly name = 'RunExistsError';
+  constructor(readonly runId: string) {
+    super(`Run ${runId} already exists`);
+  }
+}
+
+/** Events whose ids do not continue the log: a second writer, or a lost write. */
+export class EventIdConflictError extends Error {
+  override readonly name = 'EventIdConflictError';
+  constructor(
+    readonly runId: string,
+    readonly expected: number,
+    readonly got: number,
+  ) {
+    super(`Run ${runId}: expected event ${expected}, got ${got}`);
+  }
+}
+
+/** An append to a log that has its terminal event already, or no log at all. */
+export class RunEndedError extends Error {
+  override readonly name = 'RunEndedError';
+  constructor(readonly runId: string) {
+    super(`Run ${runId} has no open event log`);
+  }
+}
