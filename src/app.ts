@@ -19,6 +19,7 @@ import { openapiPlugin } from './plugins/openapi-plugin.js';
 import { rateLimitPlugin } from './plugins/rate-limit-plugin.js';
 import { runtimePlugin } from './plugins/runtime-plugin.js';
 import { tracingPlugin } from './plugins/tracing-plugin.js';
+import type { Stores } from './store/stores.js';
 import type { BuilderRegistry } from './workflows/builder.js';
 
 export interface BuildAppOptions {
@@ -26,6 +27,8 @@ export interface BuildAppOptions {
   config?: RunwayConfig | Record<string, unknown>;
   /** Extra workflow and tool types, and ready-made tools. */
   registry?: BuilderRegistry;
+  /** The stores runs live in; default: the memory store the config describes. */
+  stores?: Stores;
   /** Fastify logger option; default: pino at `server.log_level`. */
   logger?: FastifyServerOptions['logger'];
 }
@@ -78,7 +81,7 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<FastifyIn
   await app.register(corsPlugin, { origins: config.cors.origins });
   await app.register(identityPlugin, { apiKeys: config.auth.api_keys });
   await app.register(rateLimitPlugin, { max: config.rate_limit.max, windowMs: config.rate_limit.window_ms });
-  await app.register(runtimePlugin, { config, ...(options.registry && { registry: options.registry }) });
+  await app.register(runtimePlugin, { config, ...(options.registry && { registry: options.registry }), ...(options.stores && { stores: options.stores }) });
   // Before the routes: the OpenAPI document is made from the routes as they are registered.
   await app.register(openapiPlugin);
   await app.register(metricsPlugin);

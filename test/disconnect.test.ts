@@ -2,8 +2,8 @@ import type { FastifyInstance } from 'fastify';
 import { request } from 'undici';
 import { afterEach, describe, expect, it } from 'vitest';
 import { buildApp } from '../src/app.js';
-import type { MemoryStore } from '../src/store/memory-store.js';
 import type { Run } from '../src/core/run.js';
+import type { MemoryStores } from '../src/store/memory/memory-stores.js';
 import { listen, makeApp } from './support/app.js';
 import { Drip, gateWorkflowType } from './support/sse-socket-workflows.js';
 import { openSse, startRequest, TERMINAL_TYPES, toRunEvent, waitFor, type RunEvent } from './support/sse-sockets.js';
@@ -36,7 +36,7 @@ function connections(): Promise<number> {
 
 /** The user's runs, newest first (read through the runtime, not HTTP, so no socket is involved). */
 async function runsOf(user: string): Promise<Run[]> {
-  return (await app!.runtime.listRuns({ userId: user, limit: 100 })).data;
+  return (await app!.runtime.session({ userId: user }).list({ limit: 100 })).data;
 }
 
 async function onlyRunOf(user: string, status?: Run['status']): Promise<Run> {
@@ -50,15 +50,16 @@ async function onlyRunOf(user: string, status?: Run['status']): Promise<Run> {
 }
 
 async function waitForStatus(id: string, user: string, status: Run['status']): Promise<Run> {
-  await waitFor(async () => (await app!.runtime.getRun(id, user)).status === status, `run ${id} ${status}`);
-  return app!.runtime.getRun(id, user);
+  const session = app!.runtime.session({ userId: user });
+  await waitFor(async () => (await session.get(id)).status === status, `run ${id} ${status}`);
+  return session.get(id);
 }
 
 /** A finished run's events, read through the event log (replay only). */
 async function eventsOf(id: string): Promise<RunEvent[]> {
   const out: RunEvent[] = [];
-  const store = app!.runtime.store as MemoryStore;
-  for await (const ev of store.read(id, 0, { follow: false })) {
+  const { events } = app!.runtime.stores as MemoryStores;
+  for await (const ev of events.read(id, 0, { follow: false })) {
     out.push(toRunEvent({ id: String(ev.id), event: ev.type, data: ev.json }));
   }
   return out;
@@ -120,7 +121,7 @@ describe('client disconnects over real sockets', () => {
     const blocker = startRequest(`${base}/runs`, { headers: { 'x-user-id': 'carol' }, body: { workflow: 'echo', input: 'probe' } });
     cleanup.push(blocker.destroy);
     await waitFor(() => app!.runtime.sessions.stats().waiting === 1, 'a probe waits behind the still-running run');
-    expect((await app!.runtime.getRun(running.id, 'alice')).status).toBe('running');
+    expect((await app!.runtime.session({ userId: 'alice' }).get(running.id)).status).toBe('running');
 
     drip.release();
     const run = await waitForStatus(running.id, 'alice', 'succeeded');
@@ -191,12 +192,12 @@ describe('client disconnects over real sockets', () => {
     const reader = await openSse(`${base}/runs/${id}/stream`, { headers: { 'x-user-id': 'alice' } });
     cleanup.push(() => reader.destroy());
     await reader.until((s) => s.frames.some((f) => f.event === 'run.started'), 'run.started');
-    const store = app!.runtime.store as MemoryStore;
-    await waitFor(() => store.subscriberCount(id) === 1, 'reader parks');
+    const { events } = app!.runtime.stores as MemoryStores;
+    await waitFor(() => events.parked(id) === 1, 'reader parks');
 
     reader.destroy();
-    await waitFor(() => store.subscriberCount(id) === 0, 'reader unsubscribes');
-    expect((await app!.runtime.getRun(id, 'alice')).status).toBe('running');
+    await waitFor(() => events.parked(id) === 0, 'reader unsubscribes');
+    expect((await app!.runtime.session({ userId: 'alice' }).get(id)).status).toBe('running');
 
     drip.release();
     const run = await waitForStatus(id, 'alice', 'succeeded');

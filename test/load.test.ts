@@ -89,7 +89,7 @@ describe('admission under concurrent HTTP load', () => {
         headers: { 'content-type': 'application/json', 'x-user-id': user },
         body: JSON.stringify({ workflow: 'gate', input }),
       }).then(async (res) => ({ status: res.statusCode, body: (await res.body.json()) as Run }));
-    const runsOf = async (user: string) => (await app!.runtime.listRuns({ userId: user, limit: 10 })).data;
+    const runsOf = async (user: string) => (await app!.runtime.session({ userId: user }).list({ limit: 10 })).data;
 
     const a1 = post('user-a', 'a1');
     await waitFor(async () => (await runsOf('user-a')).some((r) => r.status === 'running'), 'a1 runs');

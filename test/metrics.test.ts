@@ -151,8 +151,13 @@ describe('GET /metrics', () => {
 
     // Freeing the slot lets bob's run through; the gauges follow.
     await app!.inject({ method: 'POST', url: `/runs/${holder.body.id}/cancel`, headers: { 'x-user-id': 'alice' } });
-    const done = await app!.runtime.runner.local(waiter.body.id)?.done;
-    expect(done?.status ?? (await app!.runtime.getRun(waiter.body.id, 'bob')).status).toBe('succeeded');
+    // Follow bob's log to its terminal event; the permit is released right after it is written.
+    const bob = app!.runtime.session({ userId: 'bob' });
+    const types: string[] = [];
+    for await (const ev of bob.events(waiter.body.id, 0)) types.push(ev.type);
+    expect(types.at(-1)).toBe('run.succeeded');
+    expect((await bob.get(waiter.body.id)).status).toBe('succeeded');
+    await waitFor(() => app!.runtime.activeRuns === 0, 'bob’s run has released its permit');
     m = await scrape();
     expect(sampleValue(m, 'runway_runs_in_flight')).toBe(0);
     expect(sampleValue(m, 'runway_runs_waiting')).toBe(0);
@@ -203,7 +208,7 @@ describe('GET /metrics', () => {
 
   it('an observer that throws never fails a run', async () => {
     await start();
-    app!.runEvents.observe({
+    app!.runtime.observe({
       onRunEvent() {
         throw new Error('observer bug');
       },

@@ -126,7 +126,7 @@ async function rejection(promise: Promise<unknown>): Promise<any> {
 /** Follows the run's log to its end and returns the finished run and its terminal event. */
 async function finished(runId: string, user = 'alice') {
   const events = await runEvents(app!, runId, user);
-  return { run: await app!.runtime.getRun(runId, user), terminal: events.at(-1)! };
+  return { run: await app!.runtime.session({ userId: user }).get(runId), terminal: events.at(-1)! };
 }
 
 const TEXT = 'The quick brown fox — jumps over 👋 the lazy dog.';
@@ -501,7 +501,7 @@ describe('with API keys', () => {
     const { data, response } = await sdk(key).chat.completions.create({ model: 'echo', messages: [{ role: 'user', content: 'hi' }] }).withResponse();
     expect(data.choices[0]!.message.content).toBe('hi');
     const runId = response.headers.get('x-runway-run-id')!;
-    expect((await app.runtime.getRun(runId, 'carol')).user_id).toBe('carol');
+    expect((await app.runtime.session({ userId: 'carol' }).get(runId)).user_id).toBe('carol');
 
     const err = await rejection(sdk('wrong-key-00000000000000000').chat.completions.create({ model: 'echo', messages: [{ role: 'user', content: 'hi' }] }));
     expect(err).toBeInstanceOf(OpenAI.AuthenticationError);
@@ -553,7 +553,7 @@ describe('a chat workflow backed by an OpenAI-protocol model', () => {
       { role: 'user', content: 'Say hello' },
     ]);
     const runId = response.headers.get('x-runway-run-id')!;
-    expect(await app.runtime.getRun(runId, 'alice')).toMatchObject({ status: 'succeeded', output: answer, usage: { total_tokens: 19 } });
+    expect(await app.runtime.session({ userId: 'alice' }).get(runId)).toMatchObject({ status: 'succeeded', output: answer, usage: { total_tokens: 19 } });
   });
 
   it("a model cut off by its token limit answers finish_reason 'length' (stream and not)", async () => {

@@ -59,7 +59,7 @@ describe('per-user request rate limit (auth on: keyed by the key’s user)', () 
     }
     expect((await app.inject({ url: '/healthz', headers: alice })).statusCode).toBe(200);
     // Alice has exactly one run: the refused POST made none.
-    const runs = app.runtime.listRuns({ userId: 'alice', limit: 100 });
+    const runs = app.runtime.session({ userId: 'alice' }).list({ limit: 100 });
     expect((await runs).data.map((r) => r.input)).toEqual(['one']);
   });
 

@@ -1,4 +1,3 @@
-import type { EventLog } from '../src/store/event-log.js';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
@@ -6,10 +5,11 @@ import type { FastifyInstance } from 'fastify';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { z } from 'zod';
 import { RunwayError } from '../src/core/errors.js';
+import { isTerminalEvent } from '../src/core/events.js';
+import { isTerminalStatus, type Run } from '../src/core/run.js';
 import { currentRunContext, type RunContext } from '../src/runtime/run-context.js';
-import type { Session } from '../src/runtime/session.js';
-import type { MemoryStore } from '../src/store/memory-store.js';
-import type { Run } from '../src/core/run.js';
+import type { RunHandle } from '../src/runtime/run-handle.js';
+import type { MemoryStores } from '../src/store/memory/memory-stores.js';
 import { defineWorkflow, type WorkflowType } from '../src/workflows/define-workflow.js';
 import { makeApp } from './support/app.js';
 import { deferred, expectOneTerminalLast, readLog, tick, waitFor, type ParsedEvent } from './support/runtime-test-kit.js';
@@ -36,6 +36,7 @@ function untilAborted(signal: AbortSignal): Promise<never> {
 const apps: FastifyInstance[] = [];
 
 afterEach(async () => {
+  vi.restoreAllMocks();
   await Promise.all(apps.splice(0).map((app) => app.close()));
 });
 
@@ -50,22 +51,32 @@ async function appWith(types: Record<string, RunFn>, runtime: Record<string, unk
 }
 
 let requests = 0;
-function start(app: FastifyInstance, workflow: string, input: unknown = 'x', extra: { userId?: string; timeoutMs?: number } = {}): Promise<Session> {
-  return app.runtime.createRun({
+interface StartOptions {
+  userId?: string;
+  requestId?: string;
+  timeoutMs?: number;
+  signal?: AbortSignal;
+}
+function start(app: FastifyInstance, workflow: string, input: unknown = 'x', extra: StartOptions = {}): Promise<RunHandle> {
+  const session = app.runtime.session({ userId: extra.userId ?? 'alice', requestId: extra.requestId ?? `req-${++requests}` });
+  return session.run(input, {
     workflow,
-    input,
-    userId: extra.userId ?? 'alice',
-    requestId: `req-${++requests}`,
     ...(extra.timeoutMs !== undefined && { timeoutMs: extra.timeoutMs }),
+    ...(extra.signal !== undefined && { signal: extra.signal }),
   });
 }
 
-function storeOf(app: FastifyInstance): MemoryStore {
-  return app.runtime.store as MemoryStore;
+/** The user's view the tests read and cancel through (as the routes do). */
+function sessionOf(app: FastifyInstance, userId = 'alice') {
+  return app.runtime.session({ userId });
+}
+
+function storesOf(app: FastifyInstance): MemoryStores {
+  return app.runtime.stores as MemoryStores;
 }
 
 async function logOf(app: FastifyInstance, runId: string): Promise<ParsedEvent[]> {
-  return readLog(storeOf(app), runId);
+  return readLog(storesOf(app).events, runId);
 }
 
 /** The log's invariants, plus agreement between the terminal event and the stored Run. */
@@ -91,12 +102,12 @@ async function rejection(p: Promise<unknown>): Promise<RunwayError> {
 describe('Runner lifecycle', () => {
   it('queued → running → succeeded: each transition a store write and an event, ids 1..n without gaps', async () => {
     const gate = deferred();
-    let statusInside: unknown;
+    const statusInside = deferred<unknown>();
     const app = await appWith(
       {
         gated: async (_input, ctx) => {
-          const run = await storeOf(app).get(ctx.run_id);
-          statusInside = { status: run?.status, started: run?.started_at !== null };
+          const run = await storesOf(app).runs.get(ctx.run_id);
+          statusInside.resolve({ status: run?.status, started: run?.started_at !== null });
           await Promise.race([gate.promise, untilAborted(ctx.signal)]);
           return 'opened';
         },
@@ -107,23 +118,22 @@ describe('Runner lifecycle', () => {
     const first = await start(app, 'gated');
     const second = await start(app, 'echo', 'hello big world');
     // The first holds the only permit: the second is queued, in the store and in its log.
-    const queued = await app.runtime.store.get(second.run_id);
+    const queued = await storesOf(app).runs.get(second.id);
     expect(queued).toMatchObject({ status: 'queued', started_at: null, finished_at: null, output: null, error: null });
-    expect((await logOf(app, second.run_id)).map((e) => e.type)).toEqual(['run.queued']);
-    await waitFor(() => statusInside !== undefined, 'the gated workflow to start');
-    expect(statusInside).toEqual({ status: 'running', started: true });
+    expect((await logOf(app, second.id)).map((e) => e.type)).toEqual(['run.queued']);
+    expect(await statusInside.promise).toEqual({ status: 'running', started: true });
 
     gate.resolve();
-    const firstRun = await first.done;
+    const firstRun = await first.result();
     expect(firstRun.status).toBe('succeeded');
     await finishedLog(app, firstRun);
 
-    const run = await second.done;
+    const run = await second.result();
     expect(run).toMatchObject({ status: 'succeeded', output: 'hello big world', error: null, user_id: 'alice', workflow: 'echo' });
     expect(run.started_at).not.toBeNull();
     expect(run.created_at <= run.started_at!).toBe(true);
     expect(run.started_at! <= run.finished_at!).toBe(true);
-    expect(await app.runtime.store.get(run.id)).toMatchObject({ status: 'succeeded' });
+    expect(await storesOf(app).runs.get(run.id)).toMatchObject({ status: 'succeeded' });
 
     const { events, terminal } = await finishedLog(app, run);
     expect(events.map((e) => (e.type === 'step' ? `step:${e.data.kind}` : e.type))).toEqual([
@@ -159,7 +169,7 @@ describe('Runner lifecycle', () => {
         throw new Error('db password is hunter2');
       },
     });
-    const run = await (await start(app, 'boom')).done;
+    const run = await (await start(app, 'boom')).result();
     expect(run.status).toBe('failed');
     expect(run.error?.code).toBe('internal');
     expect(run.error?.message).not.toContain('hunter2');
@@ -175,7 +185,7 @@ describe('Runner lifecycle', () => {
         throw new Error('sync secret');
       }) as RunFn,
     });
-    const run = await (await start(app, 'sync')).done;
+    const run = await (await start(app, 'sync')).result();
     expect(run).toMatchObject({ status: 'failed', error: { code: 'internal' } });
     expect(run.error?.message).not.toContain('sync secret');
     await finishedLog(app, run);
@@ -189,7 +199,7 @@ describe('Runner lifecycle', () => {
       circular: async () => circular,
     });
     for (const wf of ['bigint', 'circular']) {
-      const run = await (await start(app, wf)).done;
+      const run = await (await start(app, wf)).result();
       expect(run).toMatchObject({ status: 'failed', output: null, error: { code: 'internal' } });
       const { terminal } = await finishedLog(app, run);
       expect(terminal.type).toBe('run.failed');
@@ -208,20 +218,20 @@ describe('Runner lifecycle', () => {
       },
     };
     const app = await appWith({ fickle: async () => fickle });
-    const run = await (await start(app, 'fickle')).done;
+    const run = await (await start(app, 'fickle')).result();
     expect(run).toMatchObject({ status: 'failed', error: { code: 'internal' } });
     const { terminal } = await finishedLog(app, run);
     expect(terminal.type).toBe('run.failed');
     expect(app.runtime.sessions.stats().inFlight).toBe(0);
   });
 
-    it('a workflow that throws a RunwayError keeps its code and message', async () => {
+  it('a workflow that throws a RunwayError keeps its code and message', async () => {
     const app = await appWith({
       upstream: async () => {
         throw new RunwayError('upstream_error', 'The model answered 502');
       },
     });
-    const run = await (await start(app, 'upstream')).done;
+    const run = await (await start(app, 'upstream')).result();
     expect(run).toMatchObject({ status: 'failed', error: { code: 'upstream_error', message: 'The model answered 502' } });
     const { terminal } = await finishedLog(app, run);
     expect(terminal.data.error).toEqual({ code: 'upstream_error', message: 'The model answered 502' });
@@ -229,7 +239,7 @@ describe('Runner lifecycle', () => {
 });
 
 describe('Runner: the end of a run', () => {
-  it('tells every whenDone caller the final Run, at once when it has already ended; a caller that throws stops no other', async () => {
+  it('result() gives every caller the same final Run, the stored one, also once the run has ended; a caller that throws stops no other', async () => {
     const gate = deferred();
     const app = await appWith({
       gated: async () => {
@@ -238,61 +248,114 @@ describe('Runner: the end of a run', () => {
       },
     });
     const s = await start(app, 'gated');
-    const seen: Array<Run | undefined> = [];
-    const rethrown: unknown[] = [];
-    const queue = globalThis.queueMicrotask;
-    const spy = vi.spyOn(globalThis, 'queueMicrotask').mockImplementation((fn) =>
-      queue(() => {
-        try {
-          fn();
-        } catch (err) {
-          rethrown.push(err);
-        }
-      }),
-    );
-    try {
-      s.whenDone((run) => seen.push(run));
-      s.whenDone(() => {
+    const seen: Run[] = [];
+    const waiting = [
+      s.result().then((run) => seen.push(run)),
+      s.result().then(() => {
         throw new Error('one caller fails');
-      });
-      s.whenDone((run) => seen.push(run));
-      expect(seen).toEqual([]);
-      gate.resolve();
-      const run = await s.done;
-      expect(run.status).toBe('succeeded');
-      expect(seen).toEqual([run, run]);
-      expect(rethrown).toEqual([new Error('one caller fails')]);
-      let late: Run | undefined;
-      s.whenDone((r) => (late = r));
-      expect(late).toBe(run);
-    } finally {
-      spy.mockRestore();
-    }
-    expect(app.runtime.runner.activeCount).toBe(0);
+      }),
+      s.result().then((run) => seen.push(run)),
+    ];
+    await tick();
+    expect(seen).toEqual([]);
+    expect(app.runtime.runContext(s.id)?.run_id).toBe(s.id);
+    gate.resolve();
+    const run = await s.result();
+    expect(run.status).toBe('succeeded');
+    const settled = await Promise.allSettled(waiting);
+    expect(settled.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
+    expect((settled[1] as PromiseRejectedResult).reason).toEqual(new Error('one caller fails'));
+    expect(seen).toHaveLength(2);
+    for (const r of seen) expect(r).toBe(run);
+    // Asked after the end, it gives that same Run; the handle's snapshot and the store agree with it.
+    expect(await s.result()).toBe(run);
+    expect(s.snapshot()).toEqual(run);
+    expect(await storesOf(app).runs.get(s.id)).toEqual(run);
+    await finishedLog(app, run);
+    // A finished run is no longer live in this process.
+    expect(app.runtime.activeRuns).toBe(0);
+    expect(app.runtime.runContext(s.id)).toBeUndefined();
   });
 
-  it('when not even a failed status can be stored: whenDone gets the error, done rejects with it, the permit is released', async () => {
+  it('when not even the final status can be stored: result() still resolves (the run as the store has it), no terminal event, the permit is released', async () => {
     const app = await appWith({ quick: async () => 'done' });
-    const store = storeOf(app);
-    const update = store.updateNow.bind(store);
+    const runs = storesOf(app).runs;
+    const update = runs.update.bind(runs);
     const broken = new Error('store is down');
-    vi.spyOn(store, 'updateNow').mockImplementation((id, patch, expect) => {
-      if (patch.status !== 'running') throw broken;
-      return update(id, patch, expect);
+    const refused: unknown[] = [];
+    vi.spyOn(runs, 'update').mockImplementation(async (id, patch, statuses) => {
+      if (patch.status !== 'running') {
+        refused.push(patch.status);
+        throw broken;
+      }
+      return update(id, patch, statuses);
     });
     const s = await start(app, 'quick');
-    const outcome = await new Promise<[Run | undefined, unknown]>((resolve) => s.whenDone((run, err) => resolve([run, err])));
-    expect(outcome).toEqual([undefined, broken]);
-    await expect(s.done).rejects.toBe(broken);
-    expect(app.runtime.runner.activeCount).toBe(0);
+    const run = await s.result();
+    // The run's end was attempted, and refused: the store still has it running, and so does the answer.
+    expect(refused.length).toBeGreaterThan(0);
+    for (const status of refused) expect(isTerminalStatus(status as Run['status'])).toBe(true);
+    expect(run).toEqual(await storesOf(app).runs.get(s.id));
+    expect(run).toMatchObject({ status: 'running', finished_at: null });
+    // No terminal event without its status: the log ends where the writes stopped.
+    const events = await logOf(app, s.id);
+    expect(events.some((e) => isTerminalEvent(e.type))).toBe(false);
+    expect(events.map((e) => e.id)).toEqual(events.map((_, i) => i + 1));
+    expect(app.runtime.activeRuns).toBe(0);
+    expect(app.runtime.runContext(s.id)).toBeUndefined();
     expect(app.runtime.sessions.stats().inFlight).toBe(0);
+  });
+
+  it('when the store can take neither the final status nor a read: result() settles without a finished Run, and a run nobody awaits raises no unhandled rejection', async () => {
+    const app = await appWith({ quick: async () => 'done' });
+    const runs = storesOf(app).runs;
+    const update = runs.update.bind(runs);
+    const get = runs.get.bind(runs);
+    const broken = new Error('store is down');
+    let down = false;
+    vi.spyOn(runs, 'update').mockImplementation(async (id, patch, statuses) => {
+      if (patch.status !== 'running') {
+        down = true;
+        throw broken;
+      }
+      return update(id, patch, statuses);
+    });
+    vi.spyOn(runs, 'get').mockImplementation(async (id) => {
+      if (down) throw broken;
+      return get(id);
+    });
+    // Only this test's listener, so that an unhandled rejection is its finding (not the runner's crash).
+    const unhandled: unknown[] = [];
+    const others = process.listeners('unhandledRejection');
+    const onUnhandled = (reason: unknown) => unhandled.push(reason);
+    process.removeAllListeners('unhandledRejection');
+    process.on('unhandledRejection', onUnhandled);
+    try {
+      // A background run: nobody ever asks for its result.
+      await start(app, 'quick');
+      const waited = await start(app, 'quick');
+      const outcome = await waited.result().then(
+        (run) => ({ run }),
+        (err: unknown) => ({ err }),
+      );
+      // Either way the caller is not told the run finished: a Run that is not terminal, or the store's error.
+      if ('run' in outcome) expect(isTerminalStatus(outcome.run.status)).toBe(false);
+      else expect(outcome.err).toBe(broken);
+      await waitFor(() => app.runtime.activeRuns === 0, 'both runs to leave the runtime');
+      await tick();
+      expect(unhandled).toEqual([]);
+      expect(app.runtime.sessions.stats().inFlight).toBe(0);
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+      for (const listener of others) process.on('unhandledRejection', listener);
+    }
   });
 });
 
 describe('Runner: what untyped code may hand it', () => {
   it('writes the run.queued data as JSON for any workflow name, an empty one a custom type made included', async () => {
-    // A fresh copy of the modules: the Runner remembers the last workflow's data, and this must be
-    // the first run it ever writes.
+    // A fresh copy of the modules, so this is the first run they ever write: nothing remembered from
+    // an earlier workflow's run.queued may stand in for this one's.
     vi.resetModules();
     const { makeApp } = await import('./support/app.js');
     const { defineWorkflow } = await import('../src/workflows/define-workflow.js');
@@ -304,7 +367,7 @@ describe('Runner: what untyped code may hand it', () => {
     const app = await makeApp({ workflows: { blank: { type: 'blank' } }, registry: { workflowTypes: [blank] } });
     apps.push(app);
     for (let i = 0; i < 2; i++) {
-      const run = await (await start(app, 'blank')).done;
+      const run = await (await start(app, 'blank')).result();
       expect(run.status).toBe('succeeded');
       const events = await logOf(app, run.id);
       expect(events[0]).toMatchObject({ type: 'run.queued', data: { workflow: '' } });
@@ -319,7 +382,7 @@ describe('Runner: what untyped code may hand it', () => {
         return 'ok';
       },
     });
-    const run = await (await start(app, 'odd')).done;
+    const run = await (await start(app, 'odd')).result();
     expect(run.status).toBe('succeeded');
     const steps = (await logOf(app, run.id)).filter((e) => e.type === 'step' && e.data.kind.startsWith('FUNCTION'));
     expect(steps.map((e) => [e.data.kind, e.data.parent_id, 'name' in e.data])).toEqual([
@@ -332,7 +395,7 @@ describe('Runner: what untyped code may hand it', () => {
 });
 
 describe('Runner: workflows that return their output directly', () => {
-  it('a run whose workflow returns a value, not a promise, has ended by the time createRun resolves', async () => {
+  it('a run whose workflow returns a value, not a promise, succeeds with it; once result() resolves it is no longer live', async () => {
     const app = await appWith({
       direct: (input, ctx) => {
         const step = ctx.startStep('FUNCTION', 'upper');
@@ -342,27 +405,41 @@ describe('Runner: workflows that return their output directly', () => {
       },
     });
     const s = await start(app, 'direct', 'hi');
-    expect(s.ended).toBe(true);
-    const run = await s.done;
+    const run = await s.result();
     expect(run.status).toBe('succeeded');
     expect(run.output).toBe('HI');
+    expect(s.snapshot()).toEqual(run);
     const { events } = await finishedLog(app, run);
     expect(events.map((e) => e.type)).toEqual(['run.queued', 'run.started', 'step', 'step', 'token', 'step', 'step', 'run.succeeded']);
-    expect(app.runtime.runner.activeCount).toBe(0);
+    expect(app.runtime.activeRuns).toBe(0);
+    expect(app.runtime.runContext(s.id)).toBeUndefined();
     expect(app.runtime.sessions.stats().inFlight).toBe(0);
   });
 
   it('a direct return after the run was cancelled during the workflow ends cancelled, not succeeded', async () => {
-    const app = await appWith({
-      selfCancelling: (_input, ctx) => {
-        app.runtime.runner.abortLocal(ctx.run_id, 'client_disconnected');
-        return 'too late';
+    const gate = deferred();
+    const client = new AbortController();
+    const app = await appWith(
+      {
+        gated: async (_i, ctx) => Promise.race([gate.promise, untilAborted(ctx.signal)]),
+        // The client leaves while the workflow runs, and the workflow returns at once anyway.
+        selfCancelling: () => {
+          client.abort();
+          return 'too late';
+        },
       },
-    });
-    const run = await (await start(app, 'selfCancelling')).done;
+      { max_concurrency: 1 },
+    );
+    // Queued behind a blocker, so the run is surely being followed by its client's signal when it starts.
+    const blocker = await start(app, 'gated');
+    const s = await start(app, 'selfCancelling', 'x', { signal: client.signal });
+    gate.resolve();
+    const run = await s.result();
     expect(run.status).toBe('cancelled');
+    expect(run.output).toBeNull();
     const { terminal } = await finishedLog(app, run);
     expect(terminal.data).toEqual({ reason: 'client_disconnected' });
+    expect((await blocker.result()).status).toBe('succeeded');
   });
 
   it('a thenable that is not a native promise is awaited like one', async () => {
@@ -370,8 +447,10 @@ describe('Runner: workflows that return their output directly', () => {
       thenable: () => ({ then: (resolve: (v: unknown) => void) => setImmediate(() => resolve('later')) }),
     });
     const s = await start(app, 'thenable');
-    expect(s.ended).toBe(false);
-    const run = await s.done;
+    // Not taken for a direct value: the run is still live, waiting for it.
+    expect(app.runtime.runContext(s.id)?.run_id).toBe(s.id);
+    expect(isTerminalStatus(s.snapshot().status)).toBe(false);
+    const run = await s.result();
     expect(run.status).toBe('succeeded');
     expect(run.output).toBe('later');
   });
@@ -388,9 +467,9 @@ describe('Runner token events', () => {
         return 'done';
       },
     });
-    const session = await start(app, 'loose');
-    expect((await session.done).status).toBe('succeeded');
-    const events = await readLog(app.runtime.store as unknown as EventLog, session.run_id);
+    const handle = await start(app, 'loose');
+    expect((await handle.result()).status).toBe('succeeded');
+    const events = await readLog(app.runtime.stores.events, handle.id);
     expect(events.filter((e) => e.type === 'token').map((e) => e.data)).toEqual([
       { delta: '123', step_id: 's1' },
       { delta: 'after', step_id: 's1' },
@@ -400,47 +479,83 @@ describe('Runner token events', () => {
 });
 
 describe('Runner cancellation and timeouts', () => {
-  it('lets the collector have a finished run\'s Session at once, before its batch of map deletes', async () => {
+  it('lets the collector have a finished run at once: its handle and its context are not kept by the runtime', async () => {
     setFlagsFromString('--expose-gc');
     const gc = runInNewContext('gc') as () => void;
-    const app = await appWith({ quick: async () => 'done' });
-    // One run: far fewer than a batch, so the run's key is still in the Runner's map.
+    let context: WeakRef<RunContext> | undefined;
+    const app = await appWith({
+      quick: async (_i, ctx) => {
+        context = new WeakRef(ctx);
+        return 'done';
+      },
+    });
     const refs = await (async () => {
       const s = await start(app, 'quick');
-      await s.done;
-      return { session: new WeakRef(s) };
+      await s.result();
+      return { handle: new WeakRef(s) };
     })();
     // A WeakRef keeps its target for the rest of the job that made it.
     await yieldToLoop();
     gc();
-    expect(refs.session.deref()).toBeUndefined();
-    expect(app.runtime.runner.activeCount).toBe(0);
+    expect(refs.handle.deref()).toBeUndefined();
+    expect(context).toBeDefined();
+    expect(context!.deref()).toBeUndefined();
+    expect(app.runtime.activeRuns).toBe(0);
   });
 
   it('forgets finished runs at once for lookups, while still-running ones stay reachable among hundreds of finished ones', async () => {
     const gate = deferred();
-    const app = await appWith({ quick: async () => 'done', gated: async (_i, ctx) => Promise.race([gate.promise, untilAborted(ctx.signal)]) });
+    const heldStarted = deferred<RunContext>();
+    const app = await appWith({
+      quick: async () => 'done',
+      gated: async (_i, ctx) => {
+        heldStarted.resolve(ctx);
+        return Promise.race([gate.promise, untilAborted(ctx.signal)]);
+      },
+    });
     const held = await start(app, 'gated');
-    const finished: Session[] = [];
-    // More than one batch of retired runs, so their deferred removal from the map happens too.
+    const finished: RunHandle[] = [];
     for (let i = 0; i < 150; i++) {
       const s = await start(app, 'quick');
-      await s.done;
+      await s.result();
       finished.push(s);
-      expect(app.runtime.runner.local(s.run_id)).toBeUndefined();
+      expect(app.runtime.runContext(s.id)).toBeUndefined();
     }
-    const { runner } = app.runtime;
-    expect(runner.activeCount).toBe(1);
-    expect(runner.local(held.run_id)).toBe(held);
+    const { runtime } = app;
+    expect(runtime.activeRuns).toBe(1);
+    expect(runtime.runContext(held.id)).toBe(await heldStarted.promise);
     // A client leaving a finished run changes nothing; cancelling it is a conflict.
-    runner.abortLocal(finished[0]!.run_id, 'client_disconnected');
-    expect((await app.runtime.store.get(finished[0]!.run_id))?.status).toBe('succeeded');
-    expect((await rejection(app.runtime.cancelRun(finished[0]!.run_id, 'alice'))).code).toBe('conflict');
+    const first = finished[0]!;
+    const firstRun = await first.result();
+    expect(await first.cancel('client_disconnected')).toEqual(firstRun);
+    expect((await storesOf(app).runs.get(first.id))?.status).toBe('succeeded');
+    expect((await rejection(sessionOf(app).cancel(first.id))).code).toBe('conflict');
+    expect(await logOf(app, first.id)).toHaveLength(firstRun.last_event_id);
     // The held run is still found by id and cancels normally.
-    const cancelled = await app.runtime.cancelRun(held.run_id, 'alice');
+    const cancelled = await sessionOf(app).cancel(held.id);
     expect(cancelled.status).toBe('cancelled');
-    expect(runner.activeCount).toBe(0);
-    expect(runner.local(held.run_id)).toBeUndefined();
+    expect(runtime.activeRuns).toBe(0);
+    expect(runtime.runContext(held.id)).toBeUndefined();
+  });
+
+  it('a client leaving a run that has finished changes nothing: the final Run, no abort cause, its signal not fired', async () => {
+    const signals: AbortSignal[] = [];
+    const app = await appWith({
+      quick: async (_i, ctx) => {
+        signals.push(ctx.signal);
+        return 'done';
+      },
+    });
+    const s = await start(app, 'quick');
+    const run = await s.result();
+    expect(run.status).toBe('succeeded');
+    expect(await s.cancel('client_disconnected')).toEqual(run);
+    expect(await storesOf(app).runs.get(s.id)).toEqual(run);
+    expect(await logOf(app, s.id)).toHaveLength(run.last_event_id);
+    // What a run's signal and abort cause say is about the run: it ended before anyone left.
+    expect(signals).toHaveLength(1);
+    expect(signals[0]!.aborted).toBe(false);
+    expect(s.abortCause).toBeUndefined();
   });
 
   it('cancel while queued: leaves the queue, never starts, one run.cancelled (reason user)', async () => {
@@ -461,9 +576,9 @@ describe('Runner cancellation and timeouts', () => {
     expect(app.runtime.sessions.stats()).toMatchObject({ inFlight: 1, waiting: 1 });
 
     // Another user cannot see, let alone cancel, it.
-    expect((await rejection(app.runtime.cancelRun(queued.run_id, 'mallory'))).code).toBe('not_found');
+    expect((await rejection(sessionOf(app, 'mallory').cancel(queued.id))).code).toBe('not_found');
 
-    const cancelled = await app.runtime.cancelRun(queued.run_id, 'alice');
+    const cancelled = await sessionOf(app).cancel(queued.id);
     expect(cancelled).toMatchObject({ status: 'cancelled', started_at: null });
     expect(app.runtime.sessions.stats()).toMatchObject({ inFlight: 1, waiting: 0 });
     const { events, terminal } = await finishedLog(app, cancelled);
@@ -471,7 +586,7 @@ describe('Runner cancellation and timeouts', () => {
     expect(terminal.data).toEqual({ reason: 'user' });
 
     gate.resolve();
-    expect((await blocker.done).status).toBe('succeeded');
+    expect((await blocker.result()).status).toBe('succeeded');
     await tick();
     expect(secondStarted).toBe(false);
     expect(app.runtime.sessions.stats()).toMatchObject({ inFlight: 0, waiting: 0 });
@@ -495,7 +610,7 @@ describe('Runner cancellation and timeouts', () => {
     );
     const s = await start(app, 'block');
     await running.promise;
-    const run = await app.runtime.cancelRun(s.run_id, 'alice');
+    const run = await sessionOf(app).cancel(s.id);
     expect(run.status).toBe('cancelled');
     expect(sawAbort).toBe(true);
     const { events, terminal } = await finishedLog(app, run);
@@ -509,13 +624,15 @@ describe('Runner cancellation and timeouts', () => {
     expect(terminal.data).toEqual({ reason: 'user' });
     expect(app.runtime.sessions.stats().inFlight).toBe(0);
     // The permit is really back: with cap 1 a new run completes.
-    expect((await (await start(app, 'echo', 'again')).done).status).toBe('succeeded');
+    expect((await (await start(app, 'echo', 'again')).result()).status).toBe('succeeded');
   });
 
   it('what a workflow records while handling its abort (a tool step\'s end) comes before the terminal event, on cancel and on timeout', async () => {
+    let toolStarted = deferred();
     const app = await appWith({
       tooly: async (_input, ctx) => {
         const step = ctx.startStep('TOOL', 'slow');
+        toolStarted.resolve();
         try {
           await untilAborted(ctx.signal);
         } catch (err) {
@@ -525,13 +642,14 @@ describe('Runner cancellation and timeouts', () => {
       },
     });
     const cancelled = await start(app, 'tooly');
-    await waitFor(() => cancelled.run.status === 'running');
-    await tick();
+    await toolStarted.promise;
     const kinds = async (run: Run) => (await finishedLog(app, run)).events.map((e) => (e.type === 'step' ? (e.data as { kind: string }).kind : e.type));
-    const runA = await app.runtime.cancelRun(cancelled.run_id, 'alice');
+    const runA = await sessionOf(app).cancel(cancelled.id);
+    expect(runA.status).toBe('cancelled');
     expect(await kinds(runA)).toEqual(['run.queued', 'run.started', 'WORKFLOW_START', 'TOOL_START', 'TOOL_END', 'WORKFLOW_END', 'run.cancelled']);
+    toolStarted = deferred();
     const timedOut = await start(app, 'tooly', 'x', { timeoutMs: 20 });
-    const runB = await timedOut.done;
+    const runB = await timedOut.result();
     expect(runB.error?.code).toBe('run_timeout');
     expect(await kinds(runB)).toEqual(['run.queued', 'run.started', 'WORKFLOW_START', 'TOOL_START', 'TOOL_END', 'WORKFLOW_END', 'run.failed']);
   });
@@ -543,25 +661,27 @@ describe('Runner cancellation and timeouts', () => {
       },
       block: async (_i, ctx) => untilAborted(ctx.signal),
     });
-    const ok = await (await start(app, 'echo', 'hi')).done;
-    const failed = await (await start(app, 'boom')).done;
+    const ok = await (await start(app, 'echo', 'hi')).result();
+    const failed = await (await start(app, 'boom')).result();
     const b = await start(app, 'block');
-    const cancelled = await app.runtime.cancelRun(b.run_id, 'alice');
+    const cancelled = await sessionOf(app).cancel(b.id);
     for (const run of [ok, failed, cancelled]) {
       const before = await logOf(app, run.id);
-      const err = await rejection(app.runtime.cancelRun(run.id, 'alice'));
+      const err = await rejection(sessionOf(app).cancel(run.id));
       expect(err.code).toBe('conflict');
       expect(err.status).toBe(409);
       const after = await logOf(app, run.id);
       expect(after).toEqual(before);
       expectOneTerminalLast(after, run.id);
+      expect(await storesOf(app).runs.get(run.id)).toEqual(run);
     }
     expect(ok.status).toBe('succeeded');
     expect(failed.status).toBe('failed');
+    expect(cancelled.status).toBe('cancelled');
   });
 
-  it('a client disconnect cancels with reason client_disconnected', async () => {
-    const running = deferred();
+  it('a client disconnect cancels with reason client_disconnected: its handle cancelled so, or the signal it was started with aborting', async () => {
+    let running = deferred();
     const app = await appWith({
       block: async (_i, ctx) => {
         running.resolve();
@@ -570,11 +690,22 @@ describe('Runner cancellation and timeouts', () => {
     });
     const s = await start(app, 'block');
     await running.promise;
-    app.runtime.runner.abortLocal(s.run_id, 'client_disconnected');
-    const run = await s.done;
+    const run = await s.cancel('client_disconnected');
     expect(run.status).toBe('cancelled');
+    expect(await s.result()).toBe(run);
+    expect(s.abortCause).toBe('client_disconnected');
     const { terminal } = await finishedLog(app, run);
     expect(terminal.data).toEqual({ reason: 'client_disconnected' });
+    expect(app.runtime.sessions.stats().inFlight).toBe(0);
+
+    running = deferred();
+    const client = new AbortController();
+    const viaSignal = await start(app, 'block', 'x', { signal: client.signal });
+    await running.promise;
+    client.abort();
+    const left = await viaSignal.result();
+    expect(left.status).toBe('cancelled');
+    expect((await finishedLog(app, left)).terminal.data).toEqual({ reason: 'client_disconnected' });
     expect(app.runtime.sessions.stats().inFlight).toBe(0);
   });
 
@@ -588,14 +719,14 @@ describe('Runner cancellation and timeouts', () => {
     const leaving = await start(app, 'echo', 'never');
     const next = await start(app, 'echo', 'next in line');
     expect(app.runtime.sessions.stats()).toMatchObject({ inFlight: 1, waiting: 2 });
-    app.runtime.runner.abortLocal(leaving.run_id, 'client_disconnected');
-    const gone = await leaving.done;
+    const gone = await leaving.cancel('client_disconnected');
     expect(gone).toMatchObject({ status: 'cancelled', started_at: null });
+    expect(await leaving.result()).toBe(gone);
     expect((await finishedLog(app, gone)).terminal.data).toEqual({ reason: 'client_disconnected' });
     expect(app.runtime.sessions.stats()).toMatchObject({ inFlight: 1, waiting: 1 });
     gate.resolve();
-    expect((await next.done).status).toBe('succeeded');
-    await blocker.done;
+    expect((await next.result()).status).toBe('succeeded');
+    await blocker.result();
     await tick();
     expect(app.runtime.sessions.stats()).toMatchObject({ inFlight: 0, waiting: 0 });
   });
@@ -610,7 +741,7 @@ describe('Runner cancellation and timeouts', () => {
       deaf: () => new Promise(() => {}),
     });
     for (const wf of ['block', 'deaf']) {
-      const run = await (await start(app, wf, 'x', { timeoutMs: 30 })).done;
+      const run = await (await start(app, wf, 'x', { timeoutMs: 30 })).result();
       expect(run).toMatchObject({ status: 'failed', error: { code: 'run_timeout' } });
       const { terminal } = await finishedLog(app, run);
       expect(terminal.data.error.code).toBe('run_timeout');
@@ -624,14 +755,14 @@ describe('Runner cancellation and timeouts', () => {
       { pause: async () => new Promise((resolve) => setTimeout(() => resolve('done'), 20)) },
       { run_timeout_ms: 2 ** 31 + 1000 },
     );
-    const run = await (await start(app, 'pause')).done;
+    const run = await (await start(app, 'pause')).result();
     expect(run).toMatchObject({ status: 'succeeded', output: 'done' });
     await finishedLog(app, run);
   });
 
   it('the run timeout cannot be raised above run_timeout_ms', async () => {
     const app = await appWith({ block: async (_i, ctx) => untilAborted(ctx.signal) }, { run_timeout_ms: 30 });
-    const run = await (await start(app, 'block', 'x', { timeoutMs: 600_000 })).done;
+    const run = await (await start(app, 'block', 'x', { timeoutMs: 600_000 })).result();
     expect(run).toMatchObject({ status: 'failed', error: { code: 'run_timeout' } });
     await finishedLog(app, run);
   });
@@ -655,19 +786,19 @@ describe('Runner cancellation and timeouts', () => {
     );
     const s = await start(app, 'deaf');
     await running.promise;
-    const run = await app.runtime.cancelRun(s.run_id, 'alice');
+    const run = await sessionOf(app).cancel(s.id);
     expect(run.status).toBe('cancelled');
     expect(app.runtime.sessions.stats().inFlight).toBe(0);
     const { events } = await finishedLog(app, run);
 
     // The only permit is free although the workflow is still stuck.
-    expect((await (await start(app, 'echo', 'next')).done).status).toBe('succeeded');
+    expect((await (await start(app, 'echo', 'next')).result()).status).toBe('succeeded');
 
     gate.resolve();
     await straggled.promise;
     await tick();
     expect(await logOf(app, run.id)).toEqual(events);
-    expect(await app.runtime.store.get(run.id)).toMatchObject({ status: 'cancelled', output: null });
+    expect(await storesOf(app).runs.get(run.id)).toMatchObject({ status: 'cancelled', output: null });
   });
 
   it('queue timeout: a run that waits too long ends failed/queue_timeout with one terminal event', async () => {
@@ -677,17 +808,17 @@ describe('Runner cancellation and timeouts', () => {
       { max_concurrency: 1, queue_timeout_ms: 30 },
     );
     const blocker = await start(app, 'gated');
-    const late = await (await start(app, 'echo', 'too late')).done;
+    const late = await (await start(app, 'echo', 'too late')).result();
     expect(late).toMatchObject({ status: 'failed', started_at: null, error: { code: 'queue_timeout' } });
     const { events } = await finishedLog(app, late);
     expect(events.map((e) => e.type)).toEqual(['run.queued', 'run.failed']);
     gate.resolve();
-    await blocker.done;
+    await blocker.result();
     await tick();
     expect(app.runtime.sessions.stats()).toMatchObject({ inFlight: 0, waiting: 0 });
   });
 
-  it('queue full: createRun refuses before creating anything', async () => {
+  it('queue full: session.run refuses before creating anything', async () => {
     const gate = deferred();
     const app = await appWith(
       { gated: async (_i, ctx) => Promise.race([gate.promise, untilAborted(ctx.signal)]) },
@@ -697,9 +828,11 @@ describe('Runner cancellation and timeouts', () => {
     const err = await rejection(start(app, 'echo', 'x', { userId: 'carol' }));
     expect(err.code).toBe('queue_full');
     expect(err.retryAfterS).toBeGreaterThan(0);
-    expect((await app.runtime.listRuns({ userId: 'carol', limit: 10 })).data).toEqual([]);
+    expect((await sessionOf(app, 'carol').list({ limit: 10 })).data).toEqual([]);
+    expect(app.runtime.activeRuns).toBe(1);
+    expect(app.runtime.sessions.stats()).toMatchObject({ inFlight: 1, waiting: 0 });
     gate.resolve();
-    await blocker.done;
+    await blocker.result();
   });
 });
 
@@ -707,16 +840,17 @@ describe('Runner retention', () => {
   it('with max_runs smaller than the runs finishing together, every follower still gets its terminal event', async () => {
     const gate = deferred();
     const app = await appWith({ gated: async (_i, ctx) => Promise.race([gate.promise, untilAborted(ctx.signal)]) }, { max_runs: 1 });
-    const sessions = await Promise.all(Array.from({ length: 4 }, () => start(app, 'gated')));
+    const handles = await Promise.all(Array.from({ length: 4 }, () => start(app, 'gated')));
+    const { events } = storesOf(app);
     const follow = new AbortController();
-    const followers = sessions.map(async (s) => {
+    const followers = handles.map(async (s) => {
       const types: string[] = [];
-      for await (const ev of storeOf(app).read(s.run_id, 0, { signal: follow.signal })) types.push(ev.type);
+      for await (const ev of events.read(s.id, 0, { signal: follow.signal })) types.push(ev.type);
       return types;
     });
-    await waitFor(() => sessions.every((s) => storeOf(app).subscriberCount(s.run_id) === 1), 'followers parked');
+    await waitFor(() => handles.every((s) => events.parked(s.id) === 1), 'followers parked');
     gate.resolve();
-    const runs = await Promise.all(sessions.map((s) => s.done));
+    const runs = await Promise.all(handles.map((s) => s.result()));
     for (const run of runs) expect(run.status).toBe('succeeded');
     for (const types of await Promise.all(followers)) {
       expect(types.filter((t) => t === 'run.succeeded')).toHaveLength(1);
@@ -729,16 +863,16 @@ describe('Runner retention', () => {
 describe('Runner shutdown', () => {
   it('refuses new runs, cancels queued runs at once, gives running runs the grace, then cancels them (reason shutdown)', async () => {
     const gate = deferred();
-    const started = { gated: false, block: false };
+    const started = { gated: deferred(), block: deferred() };
     const app = await appWith(
       {
         gated: async (_i, ctx) => {
-          started.gated = true;
+          started.gated.resolve();
           await Promise.race([gate.promise, untilAborted(ctx.signal)]);
           return 'finished in grace';
         },
         block: async (_i, ctx) => {
-          started.block = true;
+          started.block.resolve();
           return untilAborted(ctx.signal);
         },
       },
@@ -747,7 +881,7 @@ describe('Runner shutdown', () => {
     const finishing = await start(app, 'gated');
     const stuck = await start(app, 'block');
     const queued = await start(app, 'echo', 'never runs');
-    await waitFor(() => started.gated && started.block, 'both running');
+    await Promise.all([started.gated.promise, started.block.promise]);
     expect(app.runtime.sessions.stats()).toMatchObject({ inFlight: 2, waiting: 1 });
 
     const shutdown = app.runtime.shutdown(1000);
@@ -756,23 +890,24 @@ describe('Runner shutdown', () => {
     expect(refused.code).toBe('shutting_down');
     expect(refused.retryAfterS).toBeGreaterThan(0);
 
-    const queuedRun = await queued.done;
+    const queuedRun = await queued.result();
     expect(queuedRun.status).toBe('cancelled');
     expect((await finishedLog(app, queuedRun)).terminal.data).toEqual({ reason: 'shutdown' });
 
     // Within the grace, a running run may still finish normally.
     gate.resolve();
-    const finished = await finishing.done;
+    const finished = await finishing.result();
     expect(finished.status).toBe('succeeded');
     await finishedLog(app, finished);
-    expect((await app.runtime.store.get(stuck.run_id))?.status).toBe('running');
+    expect((await storesOf(app).runs.get(stuck.id))?.status).toBe('running');
 
     await shutdown;
-    const stuckRun = await stuck.done;
+    const stuckRun = await stuck.result();
     expect(stuckRun.status).toBe('cancelled');
+    expect(stuck.abortCause).toBe('shutdown');
     expect((await finishedLog(app, stuckRun)).terminal.data).toEqual({ reason: 'shutdown' });
     expect(app.runtime.sessions.stats()).toMatchObject({ inFlight: 0, waiting: 0 });
-    expect(app.runtime.runner.activeCount).toBe(0);
+    expect(app.runtime.activeRuns).toBe(0);
   });
 
   it('runs whose creation is in flight when shutdown begins are cancelled too, before shutdown resolves', async () => {
@@ -783,27 +918,61 @@ describe('Runner shutdown', () => {
     const bob = start(app, 'block', 'x', { userId: 'bob' });
     const carol = start(app, 'block', 'x', { userId: 'carol' });
     expect(app.runtime.sessions.stats()).toMatchObject({ inFlight: 2, waiting: 1 });
-    const shutdown = app.runtime.shutdown(0);
+    // What holds the moment shutdown resolves (not later, once the test has awaited more).
+    const shutdown = app.runtime.shutdown(0).then(() => ({ activeRuns: app.runtime.activeRuns, stats: app.runtime.sessions.stats() }));
     const refused = await rejection(start(app, 'block', 'x', { userId: 'dave' }));
     expect(refused.code).toBe('shutting_down');
-    const sessions = [holder, await bob, await carol];
-    await shutdown;
+    const handles = [holder, await bob, await carol];
+    const atResolve = await shutdown;
     // Resolved means every run has its terminal event: none may still be running.
-    expect(app.runtime.runner.activeCount).toBe(0);
-    for (const s of sessions) {
-      const run = await app.runtime.store.get(s.run_id);
+    expect(atResolve.activeRuns).toBe(0);
+    expect(atResolve.stats).toMatchObject({ inFlight: 0, waiting: 0 });
+    for (const s of handles) {
+      const run = await storesOf(app).runs.get(s.id);
       expect(run?.status).toBe('cancelled');
       expect((await finishedLog(app, run!)).terminal.data).toEqual({ reason: 'shutdown' });
     }
-    expect(app.runtime.sessions.stats()).toMatchObject({ inFlight: 0, waiting: 0 });
+  });
+
+  it('a run whose record the store is still writing when shutdown begins (a create that answers a turn later) is cancelled before shutdown resolves', async () => {
+    const app = await appWith({ block: async (_i, ctx) => untilAborted(ctx.signal) }, { max_concurrency: 2 });
+    const holder = await start(app, 'block');
+    // From here on the store answers a create on a later turn of the event loop, as a networked one does.
+    const { runs, table } = storesOf(app);
+    const create = runs.create.bind(runs);
+    const creating: string[] = [];
+    vi.spyOn(runs, 'create').mockImplementation(async (run) => {
+      creating.push(run.id);
+      await yieldToLoop();
+      return create(run);
+    });
+    const bob = start(app, 'block', 'x', { userId: 'bob' });
+    const shutdown = app.runtime.shutdown(0).then(() => ({
+      activeRuns: app.runtime.activeRuns,
+      stats: app.runtime.sessions.stats(),
+      statuses: creating.map((id) => table.get(id)?.status),
+    }));
+    const atResolve = await shutdown;
+    expect(creating).toHaveLength(1);
+    // Resolved means every run admitted before the drain has its terminal event, this one included.
+    expect(atResolve.statuses).toEqual(['cancelled']);
+    expect(atResolve.activeRuns).toBe(0);
+    expect(atResolve.stats).toMatchObject({ inFlight: 0, waiting: 0 });
+    const handles = [holder, await bob];
+    for (const s of handles) {
+      const run = await s.result();
+      expect(run.status).toBe('cancelled');
+      expect((await finishedLog(app, run)).terminal.data).toEqual({ reason: 'shutdown' });
+    }
   });
 
   it('shutdown with grace 0 cancels every running run, including one that ignores its signal', async () => {
     const app = await appWith({ deaf: () => new Promise(() => {}), block: async (_i, ctx) => untilAborted(ctx.signal) });
-    const sessions = await Promise.all([start(app, 'deaf'), start(app, 'block'), start(app, 'deaf')]);
+    const handles = await Promise.all([start(app, 'deaf'), start(app, 'block'), start(app, 'deaf')]);
     await app.runtime.shutdown(0);
-    for (const s of sessions) {
-      const run = await s.done;
+    expect(app.runtime.activeRuns).toBe(0);
+    for (const s of handles) {
+      const run = await s.result();
       expect(run.status).toBe('cancelled');
       expect((await finishedLog(app, run)).terminal.data).toEqual({ reason: 'shutdown' });
     }
@@ -873,12 +1042,12 @@ describe('Run isolation', () => {
 
     const RUNS = 400;
     const USERS = 20;
-    const sessions = await Promise.all(
+    const handles = await Promise.all(
       Array.from({ length: RUNS }, (_, n) =>
-        app.runtime.createRun({ workflow: 'iso', input: { user: `user-${n % USERS}`, n }, userId: `user-${n % USERS}`, requestId: `iso-${n}` }),
+        app.runtime.session({ userId: `user-${n % USERS}`, requestId: `iso-${n}` }).run({ user: `user-${n % USERS}`, n }, { workflow: 'iso' }),
       ),
     );
-    const runs = await Promise.all(sessions.map((s) => s.done));
+    const runs = await Promise.all(handles.map((s) => s.result()));
 
     expect(violations).toEqual([]);
     expect(checks).toBe(RUNS * CHECKS_PER_RUN);
@@ -917,7 +1086,7 @@ describe('Event log cap', () => {
       { max_events_per_run: 8 },
     );
     for (const wf of ['flood', 'trickle']) {
-      const run = await (await start(app, wf)).done;
+      const run = await (await start(app, wf)).result();
       expect(run.status).toBe('failed');
       expect(run.error?.code).toBe('internal');
       const { events, terminal } = await finishedLog(app, run);
@@ -928,10 +1097,10 @@ describe('Event log cap', () => {
     expect(app.runtime.sessions.stats().inFlight).toBe(0);
     // The boundary: echo of one word records exactly 8 events (7 + the terminal one) and succeeds;
     // one word more needs a 9th and fails, rather than succeeding with its WORKFLOW_END step missing.
-    const fits = await (await start(app, 'echo', 'a')).done;
+    const fits = await (await start(app, 'echo', 'a')).result();
     expect(fits.status).toBe('succeeded');
     expect((await finishedLog(app, fits)).events).toHaveLength(8);
-    const over = await (await start(app, 'echo', 'a b')).done;
+    const over = await (await start(app, 'echo', 'a b')).result();
     expect(over).toMatchObject({ status: 'failed', error: { code: 'internal' } });
     const { events } = await finishedLog(app, over);
     expect(events).toHaveLength(8);

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { RunwayError } from '../src/core/errors.js';
-import { SessionManager, type AdmissionOptions, type Permit } from '../src/runtime/session-manager.js';
+import { SessionManager, type AdmissionOptions, type Permit, type Reservation } from '../src/runtime/session-manager.js';
 import { tick, waitFor } from './support/runtime-test-kit.js';
 
 function manager(options: Partial<AdmissionOptions> = {}): SessionManager {
@@ -8,6 +8,41 @@ function manager(options: Partial<AdmissionOptions> = {}): SessionManager {
 }
 
 const never = (): AbortSignal => new AbortController().signal;
+
+/** reserve() then start() in one turn: what a caller that creates nothing in between does. */
+function admit(mgr: SessionManager, userId: string, signal: AbortSignal = never()): Promise<Permit> {
+  return mgr.reserve(userId).start(() => signal);
+}
+
+/**
+ * Reserves and expects a permit at once: reserve() itself counts it in flight, synchronously, and
+ * takes no place in the queue.
+ */
+function reserveNow(mgr: SessionManager, userId: string): Reservation {
+  const before = mgr.stats();
+  const place = mgr.reserve(userId);
+  const inFlight = before.inFlight + 1;
+  expect(mgr.stats()).toEqual({ inFlight, waiting: before.waiting, highWater: Math.max(before.highWater, inFlight) });
+  return place;
+}
+
+/** A permit taken at once (see reserveNow). */
+function admitNow(mgr: SessionManager, userId: string): Promise<Permit> {
+  return reserveNow(mgr, userId).start(() => never());
+}
+
+/** Reserves and expects a place in the queue: counted as waiting from reserve() on, holding no permit. */
+function reserveQueued(mgr: SessionManager, userId: string): Reservation {
+  const before = mgr.stats();
+  const place = mgr.reserve(userId);
+  expect(mgr.stats()).toEqual({ ...before, waiting: before.waiting + 1 });
+  return place;
+}
+
+/** A place in the queue (see reserveQueued), waiting for its permit until `signal` aborts. */
+function admitQueued(mgr: SessionManager, userId: string, signal: AbortSignal = never()): Promise<Permit> {
+  return reserveQueued(mgr, userId).start(() => signal);
+}
 
 /** Per-user bookkeeping the manager still holds (white-box: a slot left behind is a memory leak). */
 function userSlots(mgr: SessionManager): number {
@@ -56,7 +91,7 @@ describe('SessionManager: the cap', () => {
     const overCap: number[] = [];
 
     const job = async (i: number) => {
-      const permit = await mgr.admit(`user-${i % 20}`, never);
+      const permit = await admit(mgr, `user-${i % 20}`);
       current++;
       max = Math.max(max, current);
       const { inFlight } = mgr.stats();
@@ -68,7 +103,7 @@ describe('SessionManager: the cap', () => {
     };
 
     const jobs = Array.from({ length: 200 }, (_, i) => job(i));
-    // admit() counts synchronously: the first `cap` took permits, everyone else is waiting.
+    // reserve() counts synchronously: the first `cap` took permits, everyone else is waiting.
     expect(mgr.stats()).toMatchObject({ inFlight: cap, waiting: 200 - cap });
     await Promise.all(jobs);
 
@@ -89,7 +124,7 @@ describe('SessionManager: the cap', () => {
 
     const job = async (i: number) => {
       const user = `user-${i % 7}`;
-      const permit = await mgr.admit(user, never);
+      const permit = await admit(mgr, user);
       current++;
       max = Math.max(max, current);
       const mine = (perUserNow.get(user) ?? 0) + 1;
@@ -111,19 +146,13 @@ describe('SessionManager: the cap', () => {
     expect(userSlots(mgr)).toBe(0);
   });
 
-  it('max_concurrency 0 means unlimited: every admission is immediate, no signal is ever asked for', () => {
+  it('max_concurrency 0 means unlimited: every reservation holds its permit at once, none ever waits', async () => {
     const mgr = manager({ maxConcurrency: 0, maxQueue: 0 });
-    let signalsAsked = 0;
-    const permits: Permit[] = [];
-    for (let i = 0; i < 500; i++) {
-      const p = mgr.admit(`u${i % 5}`, () => {
-        signalsAsked++;
-        return never();
-      });
-      expect(p).not.toBeInstanceOf(Promise);
-      permits.push(p as Permit);
-    }
-    expect(signalsAsked).toBe(0);
+    // reserveNow checks each one: counted in flight by reserve() itself, nothing waiting.
+    const places = Array.from({ length: 500 }, (_, i) => reserveNow(mgr, `u${i % 5}`));
+    expect(mgr.stats()).toEqual({ inFlight: 500, waiting: 0, highWater: 500 });
+    const permits = await Promise.all(places.map((place) => place.start(() => never())));
+    expect(permits.map((p) => p.userId)).toEqual(Array.from({ length: 500 }, (_, i) => `u${i % 5}`));
     expect(mgr.stats()).toEqual({ inFlight: 500, waiting: 0, highWater: 500 });
     for (const p of permits) p.release();
     expect(mgr.stats()).toMatchObject({ inFlight: 0, waiting: 0 });
@@ -131,10 +160,10 @@ describe('SessionManager: the cap', () => {
 
   it('grants waiters in arrival order (FIFO) and every one of them completes', async () => {
     const mgr = manager({ maxConcurrency: 1 });
-    const holder = mgr.admit('holder', never) as Permit;
+    const holder = await admitNow(mgr, 'holder');
     const order: number[] = [];
     const jobs = Array.from({ length: 50 }, async (_, i) => {
-      const permit = await mgr.admit(`u${i}`, never);
+      const permit = await admitQueued(mgr, `u${i}`);
       order.push(i);
       await tick();
       permit.release();
@@ -145,24 +174,46 @@ describe('SessionManager: the cap', () => {
     expect(mgr.stats()).toMatchObject({ inFlight: 0, waiting: 0, highWater: 1 });
   });
 
+  it('arrival is reserve(): a place reserved in the queue is not overtaken by a later reservation before its start()', async () => {
+    // The runner reserves, writes the run's record (an await), and only then calls start().
+    const mgr = manager({ maxConcurrency: 1 });
+    const holder = await admitNow(mgr, 'holder');
+    const first = reserveQueued(mgr, 'first');
+    holder.release();
+    // The freed permit is first's: a caller arriving after it must queue behind it.
+    const second = reserveQueued(mgr, 'second');
+    const order: string[] = [];
+    const granted = [first.start(() => never()), second.start(() => never())].map((p, i) =>
+      p.then((permit) => {
+        order.push(i === 0 ? 'first' : 'second');
+        return permit;
+      }),
+    );
+    const firstPermit = await granted[0]!;
+    expect(order).toEqual(['first']);
+    expect(mgr.stats()).toMatchObject({ inFlight: 1, waiting: 1 });
+    firstPermit.release();
+    (await granted[1]!).release();
+    expect(order).toEqual(['first', 'second']);
+    expect(mgr.stats()).toMatchObject({ inFlight: 0, waiting: 0, highWater: 1 });
+  });
+
   it('a permit released twice is released once', async () => {
     const mgr = manager({ maxConcurrency: 1 });
-    const a = mgr.admit('a', never) as Permit;
+    const a = await admitNow(mgr, 'a');
     a.release();
     a.release();
     expect(mgr.stats().inFlight).toBe(0);
 
-    const b = mgr.admit('b', never);
-    expect(b).not.toBeInstanceOf(Promise);
+    const b = await admitNow(mgr, 'b');
     // Had the second release counted, the semaphore would now have a spare permit for c.
-    const c = mgr.admit('c', never);
-    expect(c).toBeInstanceOf(Promise);
+    const c = admitQueued(mgr, 'c');
     expect(mgr.stats()).toMatchObject({ inFlight: 1, waiting: 1 });
     a.release();
     await tick();
     expect(mgr.stats()).toMatchObject({ inFlight: 1, waiting: 1, highWater: 1 });
 
-    (b as Permit).release();
+    b.release();
     const cPermit = await c;
     expect(mgr.stats()).toMatchObject({ inFlight: 1, waiting: 0 });
     cPermit.release();
@@ -171,17 +222,65 @@ describe('SessionManager: the cap', () => {
   });
 });
 
+describe('SessionManager: giving a place back unused (cancel)', () => {
+  it('a permit taken at once and given back with cancel() is free again, and its user slot is dropped', async () => {
+    const mgr = manager({ maxConcurrency: 1, perUserMaxConcurrency: 1 });
+    const place = reserveNow(mgr, 'alice');
+    expect(mgr.perUserInFlight()).toEqual(new Map([['alice', 1]]));
+    place.cancel();
+    expect(mgr.stats()).toEqual({ inFlight: 0, waiting: 0, highWater: 1 });
+    expect(mgr.perUserInFlight().size).toBe(0);
+    expect(userSlots(mgr)).toBe(0);
+    // The one permit (and alice's one user slot) is free: the next reservation takes it at once.
+    (await admitNow(mgr, 'alice')).release();
+    expect(mgr.stats()).toMatchObject({ inFlight: 0, waiting: 0 });
+  });
+
+  it('a place in the queue given back with cancel() frees its place, takes no permit, and its user slot is dropped', async () => {
+    const mgr = manager({ maxConcurrency: 1, maxQueue: 1, perUserMaxConcurrency: 1 });
+    const holder = await admitNow(mgr, 'alice');
+    const place = reserveQueued(mgr, 'bob');
+    // A reserved place counts against max_queue before start() is called.
+    expect(syncError(() => mgr.reserve('carol')).code).toBe('queue_full');
+
+    place.cancel();
+    place.cancel();
+    // The place waits from its reservation on; giving it back settles that wait a turn later.
+    await tick();
+    expect(mgr.stats()).toEqual({ inFlight: 1, waiting: 0, highWater: 1 });
+    expect(userSlots(mgr)).toBe(1);
+    const carol = admitQueued(mgr, 'carol');
+    holder.release();
+    // The freed permit goes to carol, who waits, not to the place given back.
+    (await carol).release();
+    expect(mgr.stats()).toEqual({ inFlight: 0, waiting: 0, highWater: 1 });
+    expect(mgr.perUserInFlight().size).toBe(0);
+    expect(userSlots(mgr)).toBe(0);
+  });
+
+  it('a place in the queue is started once: a second start() rejects and takes nothing', async () => {
+    const mgr = manager({ maxConcurrency: 1 });
+    const holder = await admitNow(mgr, 'h');
+    const place = reserveQueued(mgr, 'u');
+    const permit = place.start(() => never());
+    await rejection(place.start(() => never()));
+    expect(mgr.stats()).toMatchObject({ inFlight: 1, waiting: 1 });
+    holder.release();
+    (await permit).release();
+    expect(mgr.stats()).toMatchObject({ inFlight: 0, waiting: 0, highWater: 1 });
+  });
+});
+
 describe('SessionManager: the queue', () => {
-  it('beyond max_queue waiters, admit throws queue_full synchronously with a Retry-After', async () => {
+  it('beyond max_queue waiters, reserve throws queue_full synchronously with a Retry-After', async () => {
     const mgr = manager({ maxConcurrency: 1, maxQueue: 2, perUserMaxConcurrency: 5 });
-    const holder = mgr.admit('a', never) as Permit;
+    const holder = await admitNow(mgr, 'a');
     const w1 = new AbortController();
-    const waiter1 = mgr.admit('a', () => w1.signal) as Promise<Permit>;
-    const waiter2 = mgr.admit('b', never) as Promise<Permit>;
-    expect(waiter1).toBeInstanceOf(Promise);
+    const waiter1 = admitQueued(mgr, 'a', w1.signal);
+    const waiter2 = admitQueued(mgr, 'b');
     expect(mgr.stats().waiting).toBe(2);
 
-    const err = syncError(() => mgr.admit('c', never));
+    const err = syncError(() => mgr.reserve('c'));
     expect(err.code).toBe('queue_full');
     expect(err.status).toBe(429);
     expect(err.retryAfterS).toBeGreaterThan(0);
@@ -191,8 +290,7 @@ describe('SessionManager: the queue', () => {
     w1.abort(new Error('client left'));
     await rejection(waiter1);
     expect(mgr.stats().waiting).toBe(1);
-    const waiter3 = mgr.admit('c', never) as Promise<Permit>;
-    expect(waiter3).toBeInstanceOf(Promise);
+    const waiter3 = admitQueued(mgr, 'c');
 
     holder.release();
     (await waiter2).release();
@@ -201,25 +299,22 @@ describe('SessionManager: the queue', () => {
     expect(mgr.stats()).toMatchObject({ inFlight: 0, waiting: 0 });
     expect(mgr.perUserInFlight().size).toBe(0);
     expect(userSlots(mgr)).toBe(0);
-    const fresh = mgr.admit('a', never);
-    expect(fresh).not.toBeInstanceOf(Promise);
-    (fresh as Permit).release();
+    (await admitNow(mgr, 'a')).release();
   });
 
-  it('max_queue 0 refuses every caller that cannot be admitted at once', () => {
+  it('max_queue 0 refuses every caller that cannot be admitted at once', async () => {
     const mgr = manager({ maxConcurrency: 1, maxQueue: 0 });
-    const holder = mgr.admit('a', never) as Permit;
-    expect(syncError(() => mgr.admit('b', never)).code).toBe('queue_full');
+    const holder = await admitNow(mgr, 'a');
+    expect(syncError(() => mgr.reserve('b')).code).toBe('queue_full');
+    expect(mgr.stats()).toMatchObject({ inFlight: 1, waiting: 0 });
     holder.release();
-    const next = mgr.admit('b', never);
-    expect(next).not.toBeInstanceOf(Promise);
-    (next as Permit).release();
+    (await admitNow(mgr, 'b')).release();
   });
 
   it('a waiter past queue_timeout_ms is refused with queue_timeout and a Retry-After, and takes no permit', async () => {
     const mgr = manager({ maxConcurrency: 1, queueTimeoutMs: 30 });
-    const holder = mgr.admit('a', never) as Permit;
-    const err = await rejection(mgr.admit('b', never) as Promise<Permit>);
+    const holder = await admitNow(mgr, 'a');
+    const err = await rejection(admitQueued(mgr, 'b'));
     expect(err).toBeInstanceOf(RunwayError);
     expect((err as RunwayError).code).toBe('queue_timeout');
     expect((err as RunwayError).status).toBe(503);
@@ -229,17 +324,15 @@ describe('SessionManager: the queue', () => {
     holder.release();
     await tick();
     expect(mgr.stats()).toMatchObject({ inFlight: 0, waiting: 0, highWater: 1 });
-    const fresh = mgr.admit('c', never);
-    expect(fresh).not.toBeInstanceOf(Promise);
-    (fresh as Permit).release();
+    (await admitNow(mgr, 'c')).release();
   });
 
   it('a queue_timeout_ms beyond the timer range does not time waiters out at once', async () => {
     // 2^31 ms does not fit setTimeout: unclamped, it fires after 1 ms.
     const mgr = manager({ maxConcurrency: 1, queueTimeoutMs: 2 ** 31 + 1000 });
-    const holder = mgr.admit('a', never) as Permit;
+    const holder = await admitNow(mgr, 'a');
     let settled = false;
-    const waiter = (mgr.admit('b', never) as Promise<Permit>).finally(() => (settled = true));
+    const waiter = admitQueued(mgr, 'b').finally(() => (settled = true));
     // Nothing to await for "did not happen": give an overflowed timer ample time to fire.
     await new Promise((resolve) => setTimeout(resolve, 20));
     expect(settled).toBe(false);
@@ -251,11 +344,11 @@ describe('SessionManager: the queue', () => {
 
   it('a waiter whose signal aborts leaves the queue, the next waiter gets the permit, no permit leaks', async () => {
     const mgr = manager({ maxConcurrency: 1 });
-    const holder = mgr.admit('h', never) as Permit;
+    const holder = await admitNow(mgr, 'h');
     const leaving = new AbortController();
-    const w1 = mgr.admit('u1', () => leaving.signal) as Promise<Permit>;
+    const w1 = admitQueued(mgr, 'u1', leaving.signal);
     let w2Granted = false;
-    const w2 = (mgr.admit('u2', never) as Promise<Permit>).then((p) => {
+    const w2 = admitQueued(mgr, 'u2').then((p) => {
       w2Granted = true;
       return p;
     });
@@ -275,22 +368,22 @@ describe('SessionManager: the queue', () => {
     expect(mgr.stats()).toMatchObject({ inFlight: 0, waiting: 0, highWater: 1 });
 
     // Both permits are back: two immediate admissions with cap 1 would be wrong, one is right.
-    const fresh = mgr.admit('u3', never);
-    expect(fresh).not.toBeInstanceOf(Promise);
-    expect(mgr.admit('u4', never)).toBeInstanceOf(Promise);
+    reserveNow(mgr, 'u3');
+    reserveQueued(mgr, 'u4');
   });
 
   it('a signal that is already aborted is refused without ever holding a permit', async () => {
     const mgr = manager({ maxConcurrency: 1 });
-    const holder = mgr.admit('h', never) as Permit;
+    const holder = await admitNow(mgr, 'h');
     const gone = new AbortController();
-    gone.abort(new Error('gone'));
-    await rejection(mgr.admit('u', () => gone.signal) as Promise<Permit>);
+    const reason = new Error('gone');
+    gone.abort(reason);
+    expect(await rejection(admitQueued(mgr, 'u', gone.signal))).toBe(reason);
     expect(mgr.stats()).toMatchObject({ inFlight: 1, waiting: 0 });
     holder.release();
     await tick();
     expect(mgr.stats().inFlight).toBe(0);
-    expect(mgr.admit('v', never)).not.toBeInstanceOf(Promise);
+    reserveNow(mgr, 'v');
   });
 
   it('many waiters aborting at random while others wait: everyone still admitted completes, nothing leaks', async () => {
@@ -305,7 +398,7 @@ describe('SessionManager: the queue', () => {
       if (i % 3 === 0) setTimeout(() => ac.abort(new Error('left')), Math.floor(Math.random() * 5));
       let permit: Permit;
       try {
-        permit = await mgr.admit(`u${i % 9}`, () => ac.signal);
+        permit = await admit(mgr, `u${i % 9}`, ac.signal);
       } catch {
         aborted++;
         return;
@@ -326,28 +419,24 @@ describe('SessionManager: the queue', () => {
     expect(mgr.perUserInFlight().size).toBe(0);
     expect(userSlots(mgr)).toBe(0);
     // All `cap` permits are free again.
-    const fresh = Array.from({ length: cap }, (_, i) => mgr.admit(`fresh${i}`, never));
-    for (const p of fresh) expect(p).not.toBeInstanceOf(Promise);
-    expect(mgr.admit('one-too-many', never)).toBeInstanceOf(Promise);
+    for (let i = 0; i < cap; i++) reserveNow(mgr, `fresh${i}`);
+    reserveQueued(mgr, 'one-too-many');
   });
 });
 
 describe('SessionManager: per-user cap', () => {
   it('caps one user while other users still get permits', async () => {
     const mgr = manager({ maxConcurrency: 10, perUserMaxConcurrency: 2 });
-    const a1 = mgr.admit('alice', never);
-    const a2 = mgr.admit('alice', never);
-    expect(a1).not.toBeInstanceOf(Promise);
-    expect(a2).not.toBeInstanceOf(Promise);
+    const a1 = await admitNow(mgr, 'alice');
+    const a2 = await admitNow(mgr, 'alice');
     let a3Granted = false;
-    const a3 = (mgr.admit('alice', never) as Promise<Permit>).then((p) => {
+    const a3 = admitQueued(mgr, 'alice').then((p) => {
       a3Granted = true;
       return p;
     });
     expect(mgr.stats()).toMatchObject({ inFlight: 2, waiting: 1 });
 
-    const bobs = [mgr.admit('bob', never), mgr.admit('bob', never)];
-    for (const b of bobs) expect(b).not.toBeInstanceOf(Promise);
+    const bobs = [await admitNow(mgr, 'bob'), await admitNow(mgr, 'bob')];
     expect(mgr.perUserInFlight()).toEqual(
       new Map([
         ['alice', 2],
@@ -357,10 +446,10 @@ describe('SessionManager: per-user cap', () => {
     await tick();
     expect(a3Granted).toBe(false);
 
-    (a1 as Permit).release();
+    a1.release();
     const a3Permit = await a3;
     expect(mgr.perUserInFlight().get('alice')).toBe(2);
-    for (const p of [a2 as Permit, a3Permit, ...(bobs as Permit[])]) p.release();
+    for (const p of [a2, a3Permit, ...bobs]) p.release();
     expect(mgr.stats()).toMatchObject({ inFlight: 0, waiting: 0 });
     expect(mgr.perUserInFlight().size).toBe(0);
     expect(userSlots(mgr)).toBe(0);
@@ -368,18 +457,17 @@ describe('SessionManager: per-user cap', () => {
 
   it('a waiter that holds its user slot and leaves while waiting for a global permit gives the user slot back', async () => {
     const mgr = manager({ maxConcurrency: 1, perUserMaxConcurrency: 1, queueTimeoutMs: 5_000 });
-    const holder = mgr.admit('alice', never) as Permit;
+    const holder = await admitNow(mgr, 'alice');
     const leaving = new AbortController();
     // Bob's user slot is free, so this waiter takes it and then waits for the global permit.
-    const bob1 = mgr.admit('bob', () => leaving.signal) as Promise<Permit>;
-    expect(bob1).toBeInstanceOf(Promise);
+    const bob1 = admitQueued(mgr, 'bob', leaving.signal);
     await tick();
     leaving.abort(new Error('left'));
     await rejection(bob1);
     expect(mgr.stats().waiting).toBe(0);
 
     // Had bob's user slot leaked, this would wait on it forever (queue_timeout), not on the global.
-    const bob2 = mgr.admit('bob', never) as Promise<Permit>;
+    const bob2 = admitQueued(mgr, 'bob');
     holder.release();
     const p = await bob2;
     expect(mgr.perUserInFlight()).toEqual(new Map([['bob', 1]]));
@@ -392,39 +480,40 @@ describe('SessionManager: per-user cap', () => {
 
   it('a per-user waiter times out with queue_timeout while other users proceed', async () => {
     const mgr = manager({ maxConcurrency: 5, perUserMaxConcurrency: 1, queueTimeoutMs: 30 });
-    const a = mgr.admit('alice', never) as Permit;
-    const err = await rejection(mgr.admit('alice', never) as Promise<Permit>);
+    const a = await admitNow(mgr, 'alice');
+    const err = await rejection(admitQueued(mgr, 'alice'));
     expect((err as RunwayError).code).toBe('queue_timeout');
-    const b = mgr.admit('bob', never);
-    expect(b).not.toBeInstanceOf(Promise);
+    const b = await admitNow(mgr, 'bob');
     a.release();
-    (b as Permit).release();
+    b.release();
     await tick();
     expect(mgr.stats()).toMatchObject({ inFlight: 0, waiting: 0 });
-    const again = mgr.admit('alice', never);
-    expect(again).not.toBeInstanceOf(Promise);
-    (again as Permit).release();
+    (await admitNow(mgr, 'alice')).release();
   });
 });
 
 describe('SessionManager: draining', () => {
   it('refuses new callers with shutting_down synchronously; callers already waiting still get their permit', async () => {
     const mgr = manager({ maxConcurrency: 1 });
-    const holder = mgr.admit('a', never) as Permit;
-    const waiter = mgr.admit('b', never) as Promise<Permit>;
+    const holder = await admitNow(mgr, 'a');
+    const waiter = admitQueued(mgr, 'b');
+    // Reserved before the drain, started after it (its run's record was being written meanwhile).
+    const reserved = reserveQueued(mgr, 'c');
     mgr.beginDrain();
     expect(mgr.isDraining).toBe(true);
+    const late = reserved.start(() => never());
 
-    const err = syncError(() => mgr.admit('c', never));
+    const err = syncError(() => mgr.reserve('d'));
     expect(err.code).toBe('shutting_down');
     expect(err.status).toBe(503);
     expect(err.retryAfterS).toBeGreaterThan(0);
-    expect(mgr.stats()).toMatchObject({ inFlight: 1, waiting: 1 });
+    expect(mgr.stats()).toMatchObject({ inFlight: 1, waiting: 2 });
 
     holder.release();
-    const p = await waiter;
-    p.release();
+    (await waiter).release();
+    (await late).release();
     await waitFor(() => mgr.stats().inFlight === 0, 'in-flight back to 0');
-    expect(syncError(() => mgr.admit('d', never)).code).toBe('shutting_down');
+    expect(mgr.stats()).toMatchObject({ inFlight: 0, waiting: 0 });
+    expect(syncError(() => mgr.reserve('e')).code).toBe('shutting_down');
   });
 });

@@ -262,7 +262,7 @@ describe('app.close() with runs in flight (in process)', () => {
     expect(res.statusCode).toBe(503);
     await closed;
 
-    const run = await app.runtime.getRun(id, 'anonymous');
+    const run = await app.runtime.session({ userId: 'anonymous' }).get(id);
     expect(run.status).toBe('cancelled');
     expect(app.runtime.sessions.stats()).toMatchObject({ inFlight: 0, waiting: 0 });
     app = undefined;

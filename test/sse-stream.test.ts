@@ -4,7 +4,7 @@ import { EventSource } from 'eventsource';
 import type { FastifyInstance } from 'fastify';
 import { request } from 'undici';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { MemoryStore } from '../src/store/memory-store.js';
+import type { MemoryStores } from '../src/store/memory/memory-stores.js';
 import { listen, makeApp, type TestAppOptions } from './support/app.js';
 import { Drip, floodWorkflowType, gateWorkflowType } from './support/sse-socket-workflows.js';
 import { openSse, SseParser, TERMINAL_TYPES, toRunEvent, waitFor, type RunEvent, type SseConnection } from './support/sse-sockets.js';
@@ -33,8 +33,9 @@ async function start(drip = new Drip(), options: TestAppOptions = {}): Promise<D
   return drip;
 }
 
-function store(): MemoryStore {
-  return app!.runtime.store as MemoryStore;
+/** Readers parked on the run's event log (waiting for its next append). */
+function parked(runId: string): number {
+  return (app!.runtime.stores as MemoryStores).events.parked(runId);
 }
 
 async function backgroundRun(workflow: string, input: string, user = 'alice'): Promise<string> {
@@ -135,7 +136,7 @@ describe('GET /runs/:id/stream over a real socket', () => {
     // run.queued, run.started, WORKFLOW_START, FUNCTION_START, t1, t2
     await first.frameCount(6);
     expect(first.frames.map((f) => f.event)).toEqual(['run.queued', 'run.started', 'step', 'step', 'token', 'token']);
-    await waitFor(() => store().subscriberCount(id) === 1, 'the first reader parks');
+    await waitFor(() => parked(id) === 1, 'the first reader parks');
     first.destroy();
     await first.closed;
     const lastId = first.frames.at(-1)!.id!;
@@ -143,11 +144,11 @@ describe('GET /runs/:id/stream over a real socket', () => {
 
     // Events written while nobody listens are replayed on reconnect.
     drip.allow(3);
-    await waitFor(async () => (await app!.runtime.getRun(id, 'alice')).last_event_id >= 9, 'three more tokens');
+    await waitFor(async () => (await app!.runtime.session({ userId: 'alice' }).get(id)).last_event_id >= 9, 'three more tokens');
     const second = await stream(id, { 'last-event-id': lastId });
     await second.frameCount(3);
     expect(second.frames[0]!.id).toBe('7');
-    expect((await app!.runtime.getRun(id, 'alice')).status).toBe('running');
+    expect((await app!.runtime.session({ userId: 'alice' }).get(id)).status).toBe('running');
 
     // …then it follows live to the end.
     drip.release();
@@ -168,14 +169,14 @@ describe('GET /runs/:id/stream over a real socket', () => {
     await start();
     const input = 'alpha beta gamma delta';
     const id = await backgroundRun('echo', input);
-    await waitFor(async () => (await app!.runtime.getRun(id, 'alice')).status === 'succeeded', 'run succeeds');
+    await waitFor(async () => (await app!.runtime.session({ userId: 'alice' }).get(id)).status === 'succeeded', 'run succeeds');
 
     const full = await replay(id);
     expect(full.endedByServer).toBe(true);
     const events = full.events;
     expectWellFormed(events, id);
     const lastId = events.at(-1)!.id;
-    expect(lastId).toBe((await app!.runtime.getRun(id, 'alice')).last_event_id);
+    expect(lastId).toBe((await app!.runtime.session({ userId: 'alice' }).get(id)).last_event_id);
 
     const fromHeader = await replay(id, { 'last-event-id': '3' });
     expect(fromHeader.events.map((e) => e.id)).toEqual(events.slice(3).map((e) => e.id));
@@ -198,7 +199,7 @@ describe('GET /runs/:id/stream over a real socket', () => {
     const id = await backgroundRun('drip', 'ignored');
     const a = await stream(id);
     const b = await stream(id);
-    await waitFor(() => store().subscriberCount(id) === 2, 'both readers park');
+    await waitFor(() => parked(id) === 2, 'both readers park');
     drip.release();
     await Promise.all([a.closed, b.closed]);
     expect(a.endedByServer && b.endedByServer).toBe(true);
@@ -216,22 +217,22 @@ describe('GET /runs/:id/stream over a real socket', () => {
     const leaves = await stream(id);
     await leaves.frameCount(5);
     await stays.frameCount(5);
-    await waitFor(() => store().subscriberCount(id) === 2, 'both readers park');
+    await waitFor(() => parked(id) === 2, 'both readers park');
 
     leaves.destroy();
-    await waitFor(() => store().subscriberCount(id) === 1, 'the gone reader unsubscribes');
+    await waitFor(() => parked(id) === 1, 'the gone reader unsubscribes');
 
     drip.allow(1);
     await stays.frameCount(6);
     // After another append the staying reader parks again; the gone one never comes back.
-    await waitFor(() => store().subscriberCount(id) === 1, 'only the staying reader parks');
+    await waitFor(() => parked(id) === 1, 'only the staying reader parks');
 
     stays.destroy();
-    await waitFor(() => store().subscriberCount(id) === 0, 'no subscriber left');
-    expect((await app!.runtime.getRun(id, 'alice')).status).toBe('running');
+    await waitFor(() => parked(id) === 0, 'no subscriber left');
+    expect((await app!.runtime.session({ userId: 'alice' }).get(id)).status).toBe('running');
 
     drip.release();
-    await waitFor(async () => (await app!.runtime.getRun(id, 'alice')).status === 'succeeded', 'run succeeds');
+    await waitFor(async () => (await app!.runtime.session({ userId: 'alice' }).get(id)).status === 'succeeded', 'run succeeds');
   });
 
   it('sends `: keepalive` comments on an idle stream', async () => {
@@ -306,7 +307,7 @@ describe('GET /runs/:id/stream over a real socket', () => {
     expect(events[0]).toMatchObject({ id: 1, type: 'run.queued' });
     expect(events.at(-1)!.type).toBe('run.succeeded');
     expect(events.at(-1)!.data.output).toBe(input);
-    expect((await app!.runtime.getRun(runId, 'alice')).status).toBe('succeeded');
+    expect((await app!.runtime.session({ userId: 'alice' }).get(runId)).status).toBe('succeeded');
   });
 
   it('a reader that stops reading does not stall another reader of the same run', async () => {
@@ -338,7 +339,7 @@ describe('GET /runs/:id/stream over a real socket', () => {
     expect(head).toMatch(/^HTTP\/1\.1 200/);
 
     const fast = await stream(id);
-    await waitFor(() => store().subscriberCount(id) === 2, 'both readers park');
+    await waitFor(() => parked(id) === 2, 'both readers park');
     drip.release();
 
     await fast.closed;

@@ -41,7 +41,7 @@ export function isEventType(type: unknown): type is RunEventType {
 export interface StoredEvent {
   id: number;
   type: RunEventType;
-  /** `{"id":7,"run_id":"…","type":"token","time":"…","data":{…}}` */
+  /** `{"id":7,"run_id":"…","type":"token","time":"…","data":{…}}`, as JSON.stringify writes it (no raw line break). */
   json: string;
 }
 

@@ -3,6 +3,7 @@ import type { RunwayConfig } from '../config/config-schema.js';
 import type { Logger } from '../core/logger.js';
 import { createRuntime } from '../runtime/create-runtime.js';
 import type { Runtime } from '../runtime/runtime.js';
+import type { Stores } from '../store/stores.js';
 import type { BuilderRegistry } from '../workflows/builder.js';
 
 declare module 'fastify' {
@@ -15,6 +16,7 @@ declare module 'fastify' {
 export interface RuntimePluginOptions {
   config: RunwayConfig;
   registry?: BuilderRegistry;
+  stores?: Stores;
 }
 
 /**
@@ -23,8 +25,8 @@ export interface RuntimePluginOptions {
  * cancelled; then its stores and models close.
  */
 export const runtimePlugin = fp<RuntimePluginOptions>(
-  async (app, { config, registry }) => {
-    const runtime = await createRuntime({ config, log: app.log as unknown as Logger, ...(registry && { registry }) });
+  async (app, { config, registry, stores }) => {
+    const runtime = await createRuntime({ config, log: app.log as unknown as Logger, ...(registry && { registry }), ...(stores && { stores }) });
     app.decorate('runtime', runtime);
     app.addHook('preClose', async () => {
       await runtime.shutdown(config.runtime.shutdown_grace_ms);

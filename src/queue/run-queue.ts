@@ -9,8 +9,9 @@ export interface QueuePlace {
   /**
    * Resolves once an executor may start the run, to the permit it holds while it executes. Rejects
    * with `queue_timeout`, or with the signal's reason when the run is cancelled while it waits.
+   * `signal` is asked for only if the run has to wait.
    */
-  start(signal: AbortSignal): Promise<Permit>;
+  start(signal: () => AbortSignal): Promise<Permit>;
   /** Gives the place back unused (the run's record could not be written). */
   cancel(): void;
 }
@@ -23,7 +24,7 @@ export interface QueuePlace {
  * @example
  *   const place = await queue.reserve('alice')    // queue_full / shutting_down: nothing created yet
  *   await runs.create(run)
- *   const permit = await place.start(signal)
+ *   const permit = await place.start(() => signal)
  */
 export interface RunQueue {
   /** Takes a place for a run of `userId`; rejects with `queue_full` or `shutting_down`. */

@@ -46,7 +46,7 @@ async function attempt(parts: ExecutionParts, onPermit: (permit: Permit) => void
   let root: StepHandle | undefined;
   let deadline: Deadline | undefined;
   try {
-    onPermit(await parts.place.start(scope.signal));
+    onPermit(await parts.place.start(() => scope.signal));
     if (scope.abortCause !== undefined) throw new RunAbortedError(scope.abortCause);
     if (!(await recorder.transition('running', { started_at: new Date().toISOString() }))) return undefined;
     recorder.emit('run.started', undefined);
@@ -74,14 +74,8 @@ async function attempt(parts: ExecutionParts, onPermit: (permit: Permit) => void
  */
 function untilAborted(scope: RunScope, run: () => unknown): Promise<unknown> {
   return new Promise((resolve, reject) => {
-    const signal = scope.signal;
     // One microtask later: what the workflow does on its own abort (a tool's TOOL_END) is recorded first.
-    const onAbort = () => queueMicrotask(() => reject(new RunAbortedError(scope.abortCause!)));
-    if (signal.aborted) {
-      onAbort();
-      return;
-    }
-    signal.addEventListener('abort', onAbort, { once: true });
+    const stop = scope.onAbort(() => queueMicrotask(() => reject(new RunAbortedError(scope.abortCause!))));
     let returned: unknown;
     try {
       returned = run();
@@ -90,11 +84,11 @@ function untilAborted(scope: RunScope, run: () => unknown): Promise<unknown> {
     }
     Promise.resolve(returned).then(
       (value) => {
-        signal.removeEventListener('abort', onAbort);
+        stop();
         resolve(value);
       },
       (err: unknown) => {
-        signal.removeEventListener('abort', onAbort);
+        stop();
         reject(err);
       },
     );

@@ -142,6 +142,7 @@ export class RunRecorder {
       data = endData(end, usage);
       dataJson = JSON.stringify(data);
     }
+    // Every event given an id is written by now, or was given back with a failed write.
     const id = this.ackedId + 1;
     const final: Partial<Run> = {
       status: end.status,
@@ -171,7 +172,8 @@ export class RunRecorder {
       // A turn first: the events a workflow records in one synchronous burst go in one write (and
       // `writing` is set before this function can finish).
       await undefined;
-      while (this.pending.length > 0 && this.failure === undefined) {
+      // A full log still gets what was recorded before it filled; a failed write ends all writing.
+      while (this.pending.length > 0 && (this.failure === undefined || this.failure instanceof EventLogFullError)) {
         const batch = this.pending;
         this.pending = [];
         try {
@@ -204,9 +206,11 @@ export class RunRecorder {
   private fail(err: unknown): void {
     if (this.failure !== undefined) return;
     this.failure = err;
-    // Events not written are dropped, and their ids given back: the log stays without gaps.
-    this.pending = [];
-    this.lastId = this.ackedId;
+    if (!(err instanceof EventLogFullError)) {
+      // Events not written are dropped, and their ids given back: the log stays without gaps.
+      this.pending = [];
+      this.lastId = this.ackedId;
+    }
     if (err instanceof EventLogFullError) this.options.log.warn({ run_id: this.run.id, limit: err.limit }, 'run stopped: event log limit reached');
     else this.options.log.error({ err, run_id: this.run.id }, 'run stopped: its events could not be stored');
     this.options.onFailure(err);

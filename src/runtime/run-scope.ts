@@ -1,7 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import type { RunContext, RunConversation, StartStepOptions, StepEnd, StepEventData, StepHandle, StepKind } from '../core/context.js';
 import type { Logger } from '../core/logger.js';
-import { zeroUsage, type CancelReason, type Usage } from '../core/run.js';
+import { isTerminalStatus, zeroUsage, type CancelReason, type Usage } from '../core/run.js';
 import type { RunRecorder } from './run-recorder.js';
 
 /** Why a run's signal fired. */
@@ -37,7 +37,9 @@ export class RunScope implements RunContext {
   readonly workflow: string;
   /** Set for runs with a `conversation_id` before the workflow starts. */
   conversation: (RunConversation & { commit(runId: string): Promise<void> }) | undefined;
-  private readonly controller = new AbortController();
+  /** Made when something asks for the signal: most runs never need one (BENCHMARKS.md). */
+  private controller: AbortController | undefined;
+  private abortListeners: (() => void)[] | undefined;
   private cause: AbortCause | undefined;
   private stepCounter = 0;
   private logger: Logger | undefined;
@@ -60,7 +62,24 @@ export class RunScope implements RunContext {
   }
 
   get signal(): AbortSignal {
+    if (this.controller === undefined) {
+      this.controller = new AbortController();
+      if (this.cause !== undefined) this.controller.abort(new RunAbortedError(this.cause));
+    }
     return this.controller.signal;
+  }
+
+  /** Calls `fn` once when the run aborts (at once if it has), without making a signal; returns the function that stops listening. */
+  onAbort(fn: () => void): () => void {
+    if (this.cause !== undefined) {
+      fn();
+      return () => {};
+    }
+    (this.abortListeners ??= []).push(fn);
+    return () => {
+      const listeners = this.abortListeners;
+      if (listeners !== undefined) listeners.splice(listeners.indexOf(fn) >>> 0, 1);
+    };
   }
 
   /** The first abort's cause; later aborts do not change it. */
@@ -70,9 +89,13 @@ export class RunScope implements RunContext {
 
   /** Aborts the run once; the first cause wins. */
   abort(cause: AbortCause): void {
-    if (this.cause !== undefined) return;
+    // A run that has ended is not aborted after the fact (a client closing after its answer).
+    if (this.cause !== undefined || isTerminalStatus(this.recorder.status)) return;
     this.cause = cause;
-    this.controller.abort(new RunAbortedError(cause));
+    this.controller?.abort(new RunAbortedError(cause));
+    const listeners = this.abortListeners;
+    this.abortListeners = undefined;
+    if (listeners !== undefined) for (const fn of listeners) fn();
   }
 
   // ---- RunContext ----

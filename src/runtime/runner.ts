@@ -43,7 +43,7 @@ export interface LiveRun {
   readonly scope: RunScope;
   readonly recorder: RunRecorder;
   /** The final Run, once its terminal event is written (or as the store has it, if another ended it). */
-  readonly done: Promise<Run>;
+  done: Promise<Run>;
 }
 
 /**
@@ -76,6 +76,17 @@ export class Runner {
    */
   async start(spec: RunSpec): Promise<LiveRun> {
     if (this.draining) throw shuttingDown();
+    // Tracked from its first step: shutdown waits for every run being created, whatever step it is at.
+    const starting = this.create(spec);
+    this.creating.add(starting);
+    try {
+      return await starting;
+    } finally {
+      this.creating.delete(starting);
+    }
+  }
+
+  private async create(spec: RunSpec): Promise<LiveRun> {
     const { stores, queue } = this.options;
     const place = await queue.reserve(spec.userId);
     const run: Run = {
@@ -94,15 +105,11 @@ export class Runner {
       finished_at: null,
       last_event_id: 0,
     };
-    const created = stores.runs.create(run);
-    this.creating.add(created);
     try {
-      await created;
+      await stores.runs.create(run);
     } catch (err) {
       place.cancel();
       throw err;
-    } finally {
-      this.creating.delete(created);
     }
     const log = spec.log ?? this.options.log;
     let scope: RunScope | undefined;
@@ -121,15 +128,18 @@ export class Runner {
       log,
     );
     scope.conversation = spec.conversation;
+    const live: LiveRun = { id: run.id, scope, recorder, done: undefined as unknown as Promise<Run> };
+    // Findable before its first event: observers (tracing) look its context up on run.queued.
+    this.live.set(run.id, live);
     recorder.emit('run.queued', { workflow: run.workflow });
     // Shutdown began while the record was being written: cancel it like a queued run.
     if (this.draining) scope.abort('shutdown');
     const timeoutMs = Math.min(spec.timeoutMs ?? this.options.runTimeoutMs, this.options.runTimeoutMs, MAX_TIMER_MS);
-    const done = execute({ scope, recorder, workflow: spec.workflow, input: spec.input, place, timeoutMs, deadlines: this.deadlines })
+    live.done = execute({ scope, recorder, workflow: spec.workflow, input: spec.input, place, timeoutMs, deadlines: this.deadlines })
       .then(async (final) => final ?? (await stores.runs.get(run.id)) ?? recorder.snapshot())
+      // Nobody may be waiting for it (a background run): a store that cannot even be read must not crash the process.
+      .catch(() => recorder.snapshot())
       .finally(() => this.live.delete(run.id));
-    const live: LiveRun = { id: run.id, scope, recorder, done };
-    this.live.set(run.id, live);
     return live;
   }
 

@@ -44,7 +44,7 @@ export interface Reservation extends QueuePlace {
    * Resolves to the permit once the run may execute. Rejects with `queue_timeout`, or with the
    * signal's reason when it aborts first (a permit granted after that is handed on at once).
    */
-  start(signal: AbortSignal): Promise<Permit>;
+  start(signal: () => AbortSignal): Promise<Permit>;
   /** Gives the place back unused (the run was never created). */
   cancel(): void;
 }
@@ -59,7 +59,7 @@ export interface Reservation extends QueuePlace {
  *
  * @example
  *   const place = manager.reserve('alice')          // throws queue_full / shutting_down
- *   const permit = await place.start(run.signal)
+ *   const permit = await place.start(() => run.signal)
  *   try { await work() } finally { permit.release() }
  */
 export class SessionManager {
@@ -87,8 +87,9 @@ export class SessionManager {
     const userFree = !slot || slot.sem.getValue() > 0;
     const globalFree = !this.global || this.global.getValue() > 0;
     if (userFree && globalFree) {
-      // A permit is free and nobody waits (a release hands permits to waiters at once), so taking
-      // one is lowering the count: what acquire() would do, without waiting for it.
+      // A permit is free and nobody waits (a release hands permits to waiters at once, and a
+      // queued place waits from its reservation on), so taking one is lowering the count: what
+      // acquire() would do, without waiting for it.
       if (slot) takeFree(slot.sem);
       if (this.global) takeFree(this.global);
       const permit = this.grant(userId, slot);
@@ -100,23 +101,29 @@ export class SessionManager {
         retryAfterS: QUEUE_FULL_RETRY_AFTER_S,
       });
     }
-    // The place in the queue is counted from now, so that concurrent reservations cannot overfill it.
-    this.waiting++;
-    let settled = false;
-    const leave = () => {
-      if (settled) return false;
-      settled = true;
-      this.waiting--;
-      return true;
-    };
+    // The place waits from now on, so its order in the queue is its reservation's (the run is
+    // still being created): a later caller cannot take a permit freed meanwhile ahead of it.
+    const place = new AbortController();
+    const waited = this.wait(userId, slot, place.signal);
+    waited.catch(() => {});
+    let started = false;
     return {
       start: (signal) => {
-        if (!leave()) return Promise.reject(new Error('This reservation was already used'));
-        // wait() counts it again, in the same turn: the queue never looks emptier than it is.
-        return this.wait(userId, slot, signal);
+        if (started) return Promise.reject(new Error('This reservation was already used'));
+        started = true;
+        const run = signal();
+        if (run.aborted) place.abort(run.reason);
+        else {
+          const onAbort = () => place.abort(run.reason);
+          run.addEventListener('abort', onAbort, { once: true });
+          void waited.then(() => run.removeEventListener('abort', onAbort), () => run.removeEventListener('abort', onAbort));
+        }
+        return waited;
       },
       cancel: () => {
-        if (leave() && slot) this.unref(userId, slot);
+        place.abort(new Error('The place was given back'));
+        // Granted before the cancel landed: handed on at once.
+        void waited.then((permit) => permit.release(), () => {});
       },
     };
   }

@@ -66,9 +66,8 @@ export interface RunEvent {
 
 /** Every event of a run, from its log (replays a finished run; follows a live one to its end). */
 export async function runEvents(app: FastifyInstance, runId: string, userId = 'anonymous'): Promise<RunEvent[]> {
-  const run = await app.runtime.getRun(runId, userId);
   const out: RunEvent[] = [];
-  for await (const ev of app.runtime.events(run, 0, new AbortController().signal)) {
+  for await (const ev of app.runtime.session({ userId }).events(runId, 0, new AbortController().signal)) {
     const parsed = JSON.parse(ev.json) as { id: number; type: string; data: unknown };
     out.push({ id: parsed.id, type: parsed.type, data: parsed.data });
   }
@@ -77,10 +76,9 @@ export async function runEvents(app: FastifyInstance, runId: string, userId = 'a
 
 /** Resolves with the first event of the run that matches, following the log live. */
 export async function firstEvent(app: FastifyInstance, runId: string, match: (ev: RunEvent) => boolean, userId = 'anonymous'): Promise<RunEvent> {
-  const run = await app.runtime.getRun(runId, userId);
   const stop = new AbortController();
   try {
-    for await (const ev of app.runtime.events(run, 0, stop.signal)) {
+    for await (const ev of app.runtime.session({ userId }).events(runId, 0, stop.signal)) {
       const parsed = JSON.parse(ev.json) as RunEvent;
       if (match(parsed)) return parsed;
     }

@@ -10,6 +10,8 @@ export interface TestAppOptions {
   workflows?: Record<string, Record<string, unknown>>;
   default_workflow?: string;
   registry?: BuildAppOptions['registry'];
+  /** The stores runs live in (a slow store, say); default: the memory store. */
+  stores?: BuildAppOptions['stores'];
 }
 
 /**
@@ -27,7 +29,7 @@ export async function makeApp(options: TestAppOptions = {}): Promise<FastifyInst
     },
   };
   if (options.default_workflow) config.default_workflow = options.default_workflow;
-  const app = await buildApp({ config, ...(options.registry && { registry: options.registry }) });
+  const app = await buildApp({ config, ...(options.registry && { registry: options.registry }), ...(options.stores && { stores: options.stores }) });
   await app.ready();
   return app;
 }

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { expect } from 'vitest';
+import { TERMINAL_EVENT_TYPES } from '../../src/core/events.js';
 import type { EventLog } from '../../src/store/event-log.js';
-import { TERMINAL_EVENT_TYPES } from '../../src/store/event-log.js';
 import { zeroUsage, type Run } from '../../src/core/run.js';
 
 /** A promise with its resolve/reject exposed, for gating workflows and jobs from a test. */

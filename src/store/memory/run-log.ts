@@ -4,15 +4,15 @@ import { EventIdConflictError, RunEndedError } from '../store-errors.js';
 /**
  * One run's event log in memory, kept as text (DESIGN §12: events as live object graphs are the
  * largest GC cost). While the run executes, one JSON text per event; once the terminal event is in,
- * the texts are joined into one flat string with their end offsets, which the heap holds more
- * cheaply than many small strings. Every reader of a finished run reads that same string, one
- * event slice at a time: a reader costs the event it holds, never a copy of the log.
+ * the texts are joined into one flat string, one event a line (JSON text holds no raw line break),
+ * which the heap holds far more cheaply than many small strings. Every reader of a finished run
+ * reads that same string, one event slice at a time: a reader costs the event it holds, never a
+ * copy of the log.
  */
 export class RunLog {
   private texts: string[] | undefined = [];
   private readonly types: RunEventType[] = [];
   private sealed = '';
-  private ends: Uint32Array | undefined;
   private waiters: Set<() => void> | undefined;
   terminal = false;
   /** Dropped by retention: no event will come any more. */
@@ -28,20 +28,23 @@ export class RunLog {
   append(events: readonly StoredEvent[]): void {
     if (this.terminal || this.evicted) throw new RunEndedError(this.runId);
     let expected = this.lastId + 1;
-    events.forEach((ev, i) => {
+    for (let i = 0; i < events.length; i++) {
+      const ev = events[i]!;
       if (ev.id !== expected) throw new EventIdConflictError(this.runId, expected, ev.id);
       if (isTerminalEvent(ev.type) && i !== events.length - 1) throw new RunEndedError(this.runId);
       expected++;
-    });
+    }
     for (const ev of events) {
       this.texts!.push(ev.json);
       this.types.push(ev.type);
     }
-    if (events.length > 0 && isTerminalEvent(events[events.length - 1]!.type)) {
+    if (events.length === 0) return;
+    if (isTerminalEvent(events[events.length - 1]!.type)) {
       this.terminal = true;
-      this.seal();
+      this.sealed = this.texts!.join('\n');
+      this.texts = undefined;
     }
-    if (events.length > 0) this.wake();
+    this.wake();
   }
 
   /** Marks the log dropped; readers parked on it end instead of hanging. */
@@ -50,17 +53,21 @@ export class RunLog {
     this.wake();
   }
 
-  event(i: number): StoredEvent {
-    const json = this.texts !== undefined ? this.texts[i]! : this.sealed.slice(i === 0 ? 0 : this.ends![i - 1]!, this.ends![i]!);
-    return { id: i + 1, type: this.types[i]!, json };
-  }
-
   /** Yields the events after `afterId`, then (with `follow`) those appended later, to the terminal one. */
   async *read(afterId: number, follow: boolean, signal: AbortSignal | undefined): AsyncGenerator<StoredEvent> {
     let next = Math.max(0, afterId);
     for (;;) {
-      while (next < this.lastId) yield this.event(next++);
-      if (this.terminal || this.evicted || !follow || signal?.aborted) return;
+      if (this.texts === undefined) {
+        yield* this.readSealed(next);
+        return;
+      }
+      while (next < this.lastId) {
+        if (this.texts === undefined) break;
+        const i = next++;
+        yield { id: i + 1, type: this.types[i]!, json: this.texts[i]! };
+      }
+      if (this.texts === undefined) continue;
+      if (this.evicted || !follow || signal?.aborted) return;
       await this.nextAppend(signal);
     }
   }
@@ -70,14 +77,15 @@ export class RunLog {
     return this.waiters?.size ?? 0;
   }
 
-  private seal(): void {
-    const texts = this.texts!;
-    const ends = new Uint32Array(texts.length);
+  private *readSealed(from: number): Generator<StoredEvent> {
+    const text = this.sealed;
     let at = 0;
-    texts.forEach((t, i) => (ends[i] = at += t.length));
-    this.sealed = texts.join('');
-    this.ends = ends;
-    this.texts = undefined;
+    for (let skip = 0; skip < from && at <= text.length; skip++) at = lineEnd(text, at) + 1;
+    for (let i = from; i < this.types.length; i++) {
+      const end = lineEnd(text, at);
+      yield { id: i + 1, type: this.types[i]!, json: text.slice(at, end) };
+      at = end + 1;
+    }
   }
 
   private wake(): void {
@@ -102,4 +110,9 @@ export class RunLog {
       signal?.addEventListener('abort', onAbort, { once: true });
     });
   }
+}
+
+function lineEnd(text: string, from: number): number {
+  const end = text.indexOf('\n', from);
+  return end < 0 ? text.length : end;
 }

@@ -12,8 +12,9 @@ export interface RetentionOptions {
 }
 
 /**
- * One run as the memory store keeps it: the Run as JSON text (so nothing the store hands out or was
- * given is shared by reference), the fields lists filter on, and its event log.
+ * One run as the memory store keeps it: its own copy of the Run while it is live, the Run's JSON
+ * text once it has finished (one flat string: the heap holds it far more cheaply than the object
+ * graph, and nothing can change it any more), the fields lists filter on, and its event log.
  */
 export interface RunRecord {
   readonly id: string;
@@ -23,6 +24,9 @@ export interface RunRecord {
   /** Creation order across the store: what list cursors point at. */
   readonly seq: number;
   status: RunStatus;
+  /** The store's own copy, while the run is live. */
+  live: Run | undefined;
+  /** The Run's JSON text, once it has finished. */
   json: string;
   readonly log: RunLog;
   /** Where it stands in its user's list. */
@@ -67,7 +71,8 @@ export class RunTable {
       conversationId: run.conversation_id,
       seq: ++this.seq,
       status: run.status,
-      json: JSON.stringify(run),
+      live: copyRun(run),
+      json: '',
       log: new RunLog(run.id),
       slot: 0,
       finished: false,
@@ -86,7 +91,7 @@ export class RunTable {
 
   /** The run of a record, a fresh copy, with `last_event_id` from its log. */
   run(record: RunRecord): Run {
-    const run = JSON.parse(record.json) as Run;
+    const run = record.live === undefined ? (JSON.parse(record.json) as Run) : copyRun(record.live);
     run.last_event_id = record.log.lastId;
     return run;
   }
@@ -94,13 +99,17 @@ export class RunTable {
   /** Compare-and-set on status; false when the run is unknown or its status is not in `expect`. */
   update(id: string, patch: Partial<Run>, expect: readonly RunStatus[]): boolean {
     const record = this.byId.get(id);
-    if (record === undefined || !expect.includes(record.status)) return false;
-    const run = JSON.parse(record.json) as Run;
-    Object.assign(run, patch, { id: record.id, user_id: record.userId });
-    // Serialized before anything changes: a value that cannot be written leaves the record as it was.
-    const json = JSON.stringify(run);
-    record.json = json;
+    if (record === undefined || record.live === undefined || !expect.includes(record.status)) return false;
+    // Copied before anything changes: a value that cannot be written leaves the record as it was.
+    const run = copyRun({ ...record.live, ...patch, id: record.id, user_id: record.userId });
     record.status = run.status;
+    if (isTerminalStatus(run.status)) {
+      // Final: kept as its text from now on.
+      record.json = JSON.stringify(run);
+      record.live = undefined;
+    } else {
+      record.live = run;
+    }
     this.settle(record);
     return true;
   }
@@ -148,6 +157,23 @@ export class RunTable {
     if (--user.live === 0) this.byUser.delete(record.userId);
     else if (user.records.length > 64 && user.live * 2 < user.records.length) compact(user);
   }
+}
+
+/** A copy of a JSON value: strings, numbers, booleans and null are immutable, anything else is copied. */
+function copyJson<T>(value: T): T {
+  return value === null || typeof value !== 'object' ? value : (JSON.parse(JSON.stringify(value)) as T);
+}
+
+/** A copy of a Run that shares nothing mutable with it. */
+function copyRun(run: Run): Run {
+  return {
+    ...run,
+    input: copyJson(run.input),
+    output: copyJson(run.output),
+    metadata: copyJson(run.metadata),
+    usage: { ...run.usage },
+    error: run.error === null ? null : { ...run.error },
+  };
 }
 
 /** Drops the holes of a user's list, renumbering the slots (amortised: only when most are holes). */
