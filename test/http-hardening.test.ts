@@ -2,6 +2,7 @@ import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
 import { buildApp } from '../src/app.js';
 import { ERROR_CODES, type ErrorCode } from '../src/errors.js';
+import { wantsEventStream } from '../src/http/accept.js';
 import { makeApp, type TestAppOptions } from './support/app.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -115,4 +116,48 @@ describe('4xx raised by libraries (static docs files) are 4xx problems, logged b
     expect(lines.filter((l) => l.level >= 50)).toHaveLength(1);
     await stillServes(app);
   });
+});
+
+describe('wantsEventStream: Accept negotiation between JSON and SSE', () => {
+  const cases: Array<[accept: string | undefined, streams: boolean]> = [
+    [undefined, false],
+    ['', false],
+    ['application/json', false],
+    ['*/*', false],
+    ['text/*', false],
+    ['text/html,application/xhtml+xml,*/*;q=0.8', false],
+    ['text/event-stream', true],
+    ['TEXT/Event-Stream', true],
+    ['text/event-stream; charset=utf-8', true],
+    ['text/event-stream, application/json', true],
+    ['application/json, text/event-stream', true],
+    // q=0 means "not this": the audit's case.
+    ['text/event-stream;q=0, application/json', false],
+    ['text/event-stream; q=0.0', false],
+    ['text/event-stream;q=0', false],
+    ['application/json, text/event-stream;q=0.5', false],
+    ['application/json;q=0.4, text/event-stream;q=0.5', true],
+    ['text/event-stream;q=0.5, */*;q=0.1', true],
+    ['text/event-stream;q=0.5, */*', false],
+    ['text/event-stream;q=0.5, application/*;q=0.9', false],
+    // The most specific range decides JSON's q: application/json;q=0.1 beats */*.
+    ['text/event-stream;q=0.5, application/json;q=0.1, */*', true],
+    ['text/event-stream;q=0.5, text/event-stream;q=0.9, application/json;q=0.8', true],
+    // A malformed q makes the element count as not sent.
+    ['text/event-stream;q=2', false],
+    ['text/event-stream;q=abc, application/json', false],
+    ['text/event-stream;q=0.1234', false],
+    ['application/json;q=nope, text/event-stream;q=0.1', true],
+    // Parameters after q are accept extensions; a comma inside quotes does not split.
+    ['text/event-stream;q=0.9;q=0, application/json;q=0.8', true],
+    ['text/event-stream;foo="a, application/json", application/json;q=0.5', true],
+    // Not a media range at all.
+    ['text/event-stream/x', false],
+    ['event-stream', false],
+  ];
+  for (const [accept, streams] of cases) {
+    it(`${JSON.stringify(accept)} → ${streams ? 'stream' : 'JSON'}`, () => {
+      expect(wantsEventStream(accept)).toBe(streams);
+    });
+  }
 });
