@@ -3,6 +3,7 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { RunwayError } from '../src/core/errors.js';
 import type { StoredEvent } from '../src/core/events.js';
 import { isTerminalStatus } from '../src/core/run.js';
+import { wantsEventStream } from '../src/http/accept.js';
 import { whenClientGone } from '../src/http/client-gone.js';
 import { withBodyPointers } from '../src/http/field-pointers.js';
 import { OpenStreams } from '../src/http/open-streams.js';
@@ -13,11 +14,6 @@ import { CreateRunBody, ListRunsQuery, RunPageJson, RunParams, RunRef, StreamQue
 
 export interface RunRoutesOptions {
   sseKeepaliveMs: number;
-}
-
-function wantsEventStream(request: FastifyRequest): boolean {
-  const accept = request.headers.accept;
-  return accept !== undefined && accept.includes('text/event-stream');
 }
 
 /** Parses `Last-Event-ID` (header, wins) or `?after=`; a malformed value is a 400. */
@@ -81,7 +77,7 @@ export async function runRoutes(app: FastifyInstance, options: RunRoutesOptions)
       const unwatch = whenClientGone(reply, () => {
         if (cancelOnDisconnect) void run.cancel('client_disconnected');
       });
-      if (wantsEventStream(request)) {
+      if (wantsEventStream(request.headers.accept)) {
         reply.header('location', `/runs/${run.id}`);
         await streamEvents(reply, (signal) => run.events(0, signal));
         return reply;

@@ -11,6 +11,8 @@ import { workflowRoutes } from '../routes/workflows.js';
 import type { RunwayConfig } from './config/config-schema.js';
 import { parseConfig } from './config/load-config.js';
 import { installErrorHandling, sendProblem, toRunwayError } from './http/error-handler.js';
+import { installJsonBodyParser } from './http/json-body.js';
+import { LingeringClose } from './http/lingering-close.js';
 import { withRedaction } from './http/log-redaction.js';
 import { corsPlugin } from './plugins/cors-plugin.js';
 import { identityPlugin } from './plugins/identity-plugin.js';
@@ -50,6 +52,9 @@ function requestId(req: IncomingMessage): string {
  */
 export async function buildApp(options: BuildAppOptions = {}): Promise<FastifyInstance> {
   const config = parseConfig(options.config ?? {});
+  // Connections answered before their request was read (body too large or compressed, headers
+  // Node refused) are closed gently, so the client gets the answer rather than a reset.
+  const lingering = new LingeringClose();
   const app = Fastify({
     // API keys never reach the logs: the Authorization header is redacted wherever it is logged.
     logger: withRedaction(options.logger ?? { level: config.server.log_level }, config.server.log_level),
@@ -68,6 +73,14 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<FastifyIn
   app.setValidatorCompiler(validatorCompiler);
   // text/plain would reach the body schema as a string; refuse it as a media type instead.
   app.removeContentTypeParser('text/plain');
+  // JSON bodies: bounded in size (with a lingering close) and nesting depth, no poisoning keys,
+  // no content coding; each refusal a problem that says what was refused (json-body).
+  installJsonBodyParser(app, lingering);
+  // Their answers are written by then: the server's close does not wait out their lingering.
+  app.addHook('preClose', (done) => {
+    lingering.destroyAll();
+    done();
+  });
   installErrorHandling(app);
   app.addSchema(RunJson);
 

@@ -208,6 +208,18 @@ describe('POST /runs answers', () => {
   });
 });
 
+describe('POST /runs content negotiation', () => {
+  it('Accept: text/event-stream;q=0, application/json answers JSON, not a stream; text/event-stream alone streams', async () => {
+    const app = await newApp();
+    const json = await app.inject({ method: 'POST', url: '/runs', headers: { accept: 'text/event-stream;q=0, application/json' }, payload: { input: 'hi' } });
+    expect(json.statusCode).toBe(200);
+    expect(json.headers['content-type']).toMatch(/^application\/json/);
+    expect(json.json()).toMatchObject({ status: 'succeeded', output: 'hi' });
+    const sse = await app.inject({ method: 'POST', url: '/runs', headers: { accept: 'text/event-stream' }, payload: { input: 'hi' } });
+    expect(sse.headers['content-type']).toMatch(/^text\/event-stream/);
+  });
+});
+
 describe('X-Request-Id', () => {
   it('echoes a sane client id on every kind of answer: JSON, 202, 204, SSE, problems', async () => {
     const app = await newApp({ server: { body_limit_bytes: 1024 } });

@@ -10,11 +10,19 @@ export const ERROR_CODES = {
   unauthorized: { status: 401, title: 'Unauthorized' },
   forbidden: { status: 403, title: 'Forbidden' },
   not_found: { status: 404, title: 'Not found' },
+  /** Node's own answer to a client that took too long to send its request (`requestTimeout`). */
+  request_timeout: { status: 408, title: 'Request timeout' },
   conflict: { status: 409, title: 'Conflict' },
+  /** A conditional request (`If-Match`, `If-Unmodified-Since`) whose condition does not hold. */
+  precondition_failed: { status: 412, title: 'Precondition failed' },
   payload_too_large: { status: 413, title: 'Payload too large' },
   unsupported_media_type: { status: 415, title: 'Unsupported media type' },
+  /** A `Range` none of whose ranges lies within the file. */
+  range_not_satisfiable: { status: 416, title: 'Range not satisfiable' },
   queue_full: { status: 429, title: 'Queue full' },
   rate_limited: { status: 429, title: 'Rate limited' },
+  /** The request line and headers are larger than Node's `maxHeaderSize`. */
+  headers_too_large: { status: 431, title: 'Request headers too large' },
   internal: { status: 500, title: 'Internal error' },
   upstream_error: { status: 502, title: 'Upstream error' },
   unavailable: { status: 503, title: 'Unavailable' },

@@ -1,0 +1,411 @@
+import { connect } from 'node:net';
+import { Readable } from 'node:stream';
+import { Worker } from 'node:worker_threads';
+import { gzipSync } from 'node:zlib';
+import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
+import { afterEach, describe, expect, it } from 'vitest';
+import { buildApp } from '../src/app.js';
+import { ERROR_CODES, type ErrorCode } from '../src/core/errors.js';
+import { wantsEventStream } from '../src/http/accept.js';
+import { excessNesting, forbiddenKey } from '../src/http/json-body.js';
+import { listen, makeApp, type TestAppOptions } from './support/app.js';
+
+// ---------------------------------------------------------------------------------------------
+// Findings of a new user's audit of the HTTP layer, each with a test that fails without its fix.
+// ---------------------------------------------------------------------------------------------
+
+const apps: FastifyInstance[] = [];
+
+afterEach(async () => {
+  await Promise.all(apps.splice(0).map((app) => app.close()));
+});
+
+async function newApp(options: TestAppOptions = {}): Promise<FastifyInstance> {
+  const app = await makeApp(options);
+  apps.push(app);
+  return app;
+}
+
+/** The real app with its log lines kept (pino's JSON, one object per line). */
+async function loggedApp(
+  routes?: (app: FastifyInstance) => void,
+): Promise<{ app: FastifyInstance; lines: Array<{ level: number; msg?: string }> }> {
+  const lines: Array<{ level: number; msg?: string }> = [];
+  const app = await buildApp({
+    config: { server: { log_level: 'trace' }, runtime: { shutdown_grace_ms: 0 }, workflows: { echo: { type: 'echo', token_delay_ms: 0 } } },
+    logger: { level: 'trace', stream: { write: (line: string) => void lines.push(JSON.parse(line)) } },
+  });
+  apps.push(app);
+  routes?.(app);
+  await app.ready();
+  return { app, lines };
+}
+
+interface ProblemBody {
+  type: string;
+  title: string;
+  status: number;
+  detail: string;
+  code: string;
+  errors?: Array<{ in: string; pointer: string; message: string }>;
+}
+
+/** Asserts a problem+json answer with the table's status, title and code; returns the body. */
+function expectProblem(res: { statusCode: number; headers: Record<string, unknown>; body: string }, code: ErrorCode): ProblemBody {
+  const { status, title } = ERROR_CODES[code];
+  expect({ status: res.statusCode, body: res.body }).toMatchObject({ status });
+  expect(res.headers['content-type']).toMatch(/^application\/problem\+json\b/);
+  const body = JSON.parse(res.body) as ProblemBody;
+  expect(body).toMatchObject({ type: `urn:runway:problem:${code}`, title, status, code, detail: expect.any(String) });
+  expect(body.detail.length).toBeGreaterThan(0);
+  return body;
+}
+
+async function stillServes(app: FastifyInstance): Promise<void> {
+  const res = await app.inject({ method: 'POST', url: '/runs', payload: { input: 'still here' } });
+  expect(res.statusCode).toBe(200);
+  expect(res.json()).toMatchObject({ status: 'succeeded', output: 'still here' });
+}
+
+describe('4xx raised by libraries (static docs files) are 4xx problems, logged below error', () => {
+  const cases: Array<{ name: string; url: string; headers?: Record<string, string>; code: ErrorCode }> = [
+    { name: 'a NUL byte in the path', url: '/docs/static/%00', code: 'forbidden' },
+    { name: 'a non-canonical (forbidden) path', url: '/docs/static//index.css', code: 'forbidden' },
+    { name: 'an If-Match that does not match', url: '/docs/static/index.css', headers: { 'if-match': '"nope"' }, code: 'precondition_failed' },
+    { name: 'an unsatisfiable Range', url: '/docs/static/index.css', headers: { range: 'bytes=999999-9999999' }, code: 'range_not_satisfiable' },
+  ];
+  for (const c of cases) {
+    it(`${c.name} → ${ERROR_CODES[c.code].status} ${c.code}`, async () => {
+      const { app, lines } = await loggedApp();
+      const res = await app.inject({ method: 'GET', url: c.url, ...(c.headers && { headers: c.headers }) });
+      expectProblem(res, c.code);
+      expect(res.headers['x-request-id']).toEqual(expect.any(String));
+      // The client's mistake is no alert: nothing at error level or above (pino: error = 50).
+      expect(lines.filter((l) => l.level >= 50)).toEqual([]);
+      expect(lines.some((l) => l.msg === 'request refused' && l.level < 50)).toBe(true);
+    });
+  }
+
+  it('the 416 keeps the Content-Range that says how long the file is', async () => {
+    const app = await newApp();
+    const res = await app.inject({ method: 'GET', url: '/docs/static/index.css', headers: { range: 'bytes=999999-' } });
+    expectProblem(res, 'range_not_satisfiable');
+    expect(res.headers['content-range']).toMatch(/^bytes \*\/\d+$/);
+  });
+
+  it('a satisfiable Range and a matching If-Match are still served', async () => {
+    const app = await newApp();
+    const full = await app.inject({ method: 'GET', url: '/docs/static/index.css' });
+    expect(full.statusCode).toBe(200);
+    const part = await app.inject({ method: 'GET', url: '/docs/static/index.css', headers: { range: 'bytes=0-3' } });
+    expect(part.statusCode).toBe(206);
+    expect(part.body).toBe(full.body.slice(0, 4));
+    const matching = await app.inject({ method: 'GET', url: '/docs/static/index.css', headers: { 'if-match': String(full.headers.etag) } });
+    expect(matching.statusCode).toBe(200);
+  });
+
+  it('an error with a 5xx status is still internal (logged at error level); an unlisted 4xx is the nearest code', async () => {
+    const { app, lines } = await loggedApp((a) => {
+      a.get('/boom-503', async () => {
+        throw Object.assign(new Error('library says 503'), { statusCode: 503 });
+      });
+      a.get('/boom-418', async () => {
+        throw Object.assign(new Error('a teapot'), { status: 418 });
+      });
+    });
+    const b503 = expectProblem(await app.inject({ url: '/boom-503' }), 'internal');
+    expect(b503.detail).not.toContain('library says');
+    expect(lines.filter((l) => l.level >= 50)).toHaveLength(1);
+    // A 4xx with no code of its own in the table: the nearest one, invalid_request.
+    expect(expectProblem(await app.inject({ url: '/boom-418' }), 'invalid_request').detail).toBe('a teapot');
+    expect(lines.filter((l) => l.level >= 50)).toHaveLength(1);
+    await stillServes(app);
+  });
+});
+
+describe('wantsEventStream: Accept negotiation between JSON and SSE', () => {
+  const cases: Array<[accept: string | undefined, streams: boolean]> = [
+    [undefined, false],
+    ['', false],
+    ['application/json', false],
+    ['*/*', false],
+    ['text/*', false],
+    ['text/html,application/xhtml+xml,*/*;q=0.8', false],
+    ['text/event-stream', true],
+    ['TEXT/Event-Stream', true],
+    ['text/event-stream; charset=utf-8', true],
+    ['text/event-stream, application/json', true],
+    ['application/json, text/event-stream', true],
+    // q=0 means "not this": the audit's case.
+    ['text/event-stream;q=0, application/json', false],
+    ['text/event-stream; q=0.0', false],
+    ['text/event-stream;q=0', false],
+    ['application/json, text/event-stream;q=0.5', false],
+    ['application/json;q=0.4, text/event-stream;q=0.5', true],
+    ['text/event-stream;q=0.5, */*;q=0.1', true],
+    ['text/event-stream;q=0.5, */*', false],
+    ['text/event-stream;q=0.5, application/*;q=0.9', false],
+    // The most specific range decides JSON's q: application/json;q=0.1 beats */*.
+    ['text/event-stream;q=0.5, application/json;q=0.1, */*', true],
+    ['text/event-stream;q=0.5, text/event-stream;q=0.9, application/json;q=0.8', true],
+    // A malformed q makes the element count as not sent.
+    ['text/event-stream;q=2', false],
+    ['text/event-stream;q=abc, application/json', false],
+    ['text/event-stream;q=0.1234', false],
+    ['application/json;q=nope, text/event-stream;q=0.1', true],
+    // Parameters after q are accept extensions; a comma inside quotes does not split.
+    ['text/event-stream;q=0.9;q=0, application/json;q=0.8', true],
+    ['text/event-stream;foo="a, application/json", application/json;q=0.5', true],
+    // Not a media range at all.
+    ['text/event-stream/x', false],
+    ['event-stream', false],
+  ];
+  for (const [accept, streams] of cases) {
+    it(`${JSON.stringify(accept)} → ${streams ? 'stream' : 'JSON'}`, () => {
+      expect(wantsEventStream(accept)).toBe(streams);
+    });
+  }
+});
+
+// ---------------------------------------------------------------------------------------------
+// JSON bodies: nesting depth, prototype keys, content codings
+// ---------------------------------------------------------------------------------------------
+
+/** `[[…[1]…]]` with `levels` arrays. */
+function nestedArrays(levels: number): string {
+  return '['.repeat(levels) + '1' + ']'.repeat(levels);
+}
+
+/** A POST /runs body nested `depth` levels deep in all (the root object is level 1, metadata level 2). */
+function deepMetadataBody(depth: number): string {
+  return `{"input":"deep","metadata":{"a":${nestedArrays(depth - 2)}}}`;
+}
+
+function postJson(app: FastifyInstance, payload: string, headers: Record<string, string> = {}, url = '/runs'): Promise<LightMyRequestResponse> {
+  return app.inject({ method: 'POST', url, payload, headers: { 'content-type': 'application/json', ...headers } });
+}
+
+describe('JSON nesting depth is bounded (64 levels)', () => {
+  it('65 levels (in metadata) → 400 invalid_request naming /metadata; the server still answers', async () => {
+    const app = await newApp();
+    const body = expectProblem(await postJson(app, deepMetadataBody(65), { 'x-user-id': 'deep' }), 'invalid_request');
+    expect(body.detail).toMatch(/nested deeper than 64 levels/);
+    expect(body.errors).toEqual([{ in: 'body', pointer: '/metadata', message: expect.stringMatching(/64/) }]);
+    await stillServes(app);
+  });
+
+  it('100,000 levels in metadata, or in input → 400; nothing was created and the user’s runs still read', async () => {
+    const app = await newApp();
+    const headers = { 'x-user-id': 'deep' };
+    const ok = await app.inject({ method: 'POST', url: '/runs', headers, payload: { input: 'before' } });
+    expect(ok.statusCode).toBe(200);
+    const inMetadata = expectProblem(await postJson(app, deepMetadataBody(100_000), headers), 'invalid_request');
+    expect(inMetadata.errors).toEqual([expect.objectContaining({ in: 'body', pointer: '/metadata' })]);
+    const inInput = expectProblem(await postJson(app, `{"input":${nestedArrays(100_000)}}`, headers), 'invalid_request');
+    expect(inInput.errors).toEqual([expect.objectContaining({ in: 'body', pointer: '/input' })]);
+    const list = await app.inject({ url: '/runs', headers });
+    expect(list.statusCode).toBe(200);
+    expect(list.json().data).toHaveLength(1);
+    expect((await app.inject({ url: `/runs/${ok.json().id}`, headers })).statusCode).toBe(200);
+    await stillServes(app);
+  });
+
+  it('64 levels is accepted, answered, and reads back', async () => {
+    const app = await newApp();
+    const headers = { 'x-user-id': 'deep64' };
+    const res = await postJson(app, deepMetadataBody(64), headers);
+    expect(res.statusCode).toBe(200);
+    const run = res.json();
+    expect(run.metadata).toEqual(JSON.parse(deepMetadataBody(64)).metadata);
+    expect((await app.inject({ url: `/runs/${run.id}`, headers })).json().metadata).toEqual(run.metadata);
+    expect((await app.inject({ url: '/runs', headers })).json().data[0].metadata).toEqual(run.metadata);
+  });
+
+  it('POST /v1/chat/completions is bounded too (OpenAI’s error shape, the field as param)', async () => {
+    const app = await newApp();
+    const res = await postJson(app, `{"model":"echo","messages":${nestedArrays(100_000)}}`, {}, '/v1/chat/completions');
+    expect(res.statusCode).toBe(400);
+    expect(res.json().error).toMatchObject({ code: 'invalid_request', param: 'messages', message: expect.stringMatching(/64 levels/) });
+    const good = await app.inject({ method: 'POST', url: '/v1/chat/completions', payload: { model: 'echo', messages: [{ role: 'user', content: 'hi' }] } });
+    expect(good.statusCode).toBe(200);
+  });
+
+  it('brackets inside strings (escaped quotes too) do not count as nesting', async () => {
+    const app = await newApp();
+    const input = `a \\" ${'['.repeat(200)} \\\\`;
+    const res = await postJson(app, `{"input":"${input}","metadata":{"k\\"[[[":"${'{'.repeat(100)}"}}`);
+    expect(res.statusCode).toBe(200);
+    expect(res.json().input).toBe(JSON.parse(`"${input}"`));
+  });
+
+  it('excessNesting names the root member holding the deep part', () => {
+    expect(excessNesting(nestedArrays(64), 64)).toBeUndefined();
+    expect(excessNesting(nestedArrays(65), 64)).toBe('/0');
+    expect(excessNesting(`[1,"]",{"a":2},${nestedArrays(3)}]`, 3)).toBe('/3');
+    expect(excessNesting('{"a":1,"b":[[[1]]]}', 3)).toBe('/b');
+    expect(excessNesting('{"a/b~c":[[[1]]]}', 3)).toBe('/a~1b~0c');
+    expect(excessNesting('{"\\u0061\\"":[[[1]]]}', 3)).toBe('/a"');
+    expect(excessNesting('{"a":"[[[[[[[[", "b":"\\"[[[[[[[["}', 3)).toBeUndefined();
+    // Not JSON: JSON.parse refuses it at the first stray bracket, before the nesting.
+    expect(excessNesting(`]${nestedArrays(10)}`, 3)).toBeUndefined();
+  });
+});
+
+describe('__proto__ and constructor.prototype keys are refused, saying so', () => {
+  const cases: Array<{ name: string; body: string; pointer: string; message: RegExp }> = [
+    { name: '__proto__ in metadata', body: '{"input":"x","metadata":{"__proto__":{"admin":true}}}', pointer: '/metadata/__proto__', message: /"__proto__"/ },
+    { name: '__proto__ deep in input', body: '{"input":{"a":[1,{"__proto__":1}]}}', pointer: '/input/a/1/__proto__', message: /"__proto__"/ },
+    { name: '__proto__ spelt with \\u escapes', body: '{"input":"x","metadata":{"\\u005f_proto_\\u005F":{}}}', pointer: '/metadata/__proto__', message: /"__proto__"/ },
+    { name: 'constructor.prototype', body: '{"input":{"constructor":{"prototype":{"admin":true}}}}', pointer: '/input/constructor', message: /"constructor".*"prototype"/ },
+  ];
+  for (const c of cases) {
+    it(`${c.name} → 400 invalid_request naming the key and its pointer`, async () => {
+      const app = await newApp();
+      const body = expectProblem(await postJson(app, c.body), 'invalid_request');
+      expect(body.detail).toMatch(c.message);
+      expect(body.detail).not.toMatch(/not valid JSON/);
+      expect(body.errors).toEqual([{ in: 'body', pointer: c.pointer, message: expect.stringMatching(c.message) }]);
+      expect(({} as Record<string, unknown>).admin).toBeUndefined();
+      await stillServes(app);
+    });
+  }
+
+  it('a "constructor" key holding anything else is ordinary data', async () => {
+    const app = await newApp();
+    const res = await postJson(app, '{"input":"x","metadata":{"constructor":"Bob","prototype":{"a":1}}}');
+    expect(res.statusCode).toBe(200);
+    expect(res.json().metadata).toEqual({ constructor: 'Bob', prototype: { a: 1 } });
+  });
+
+  it('forbiddenKey walks without recursion and reports the first offender', () => {
+    expect(forbiddenKey(JSON.parse('{"a":{"b":[{"c":1}]}}'))).toBeUndefined();
+    expect(forbiddenKey(JSON.parse('[0,{"x~/":{"__proto__":null}}]'))).toEqual({ key: '__proto__', pointer: '/1/x~0~1/__proto__' });
+    const deep = JSON.parse(nestedArrays(64));
+    expect(forbiddenKey(deep)).toBeUndefined();
+  });
+});
+
+describe('a body with a Content-Encoding is 415', () => {
+  it('gzip (a real gzip body) → 415 unsupported_media_type naming the encoding; identity is fine', async () => {
+    const app = await newApp();
+    const payload = gzipSync('{"input":"zipped"}');
+    const res = await app.inject({ method: 'POST', url: '/runs', payload, headers: { 'content-type': 'application/json', 'content-encoding': 'gzip' } });
+    const body = expectProblem(res, 'unsupported_media_type');
+    expect(body.detail).toMatch(/Content-Encoding "gzip"/);
+    expect(body.errors).toEqual([expect.objectContaining({ in: 'headers', pointer: '/content-encoding' })]);
+    for (const encoding of ['br', 'deflate', 'identity, gzip']) {
+      const other = await postJson(app, '{"input":"x"}', { 'content-encoding': encoding });
+      expect(expectProblem(other, 'unsupported_media_type').detail).toContain(JSON.stringify(encoding));
+    }
+    const plain = await postJson(app, '{"input":"plain"}', { 'content-encoding': 'identity' });
+    expect(plain.statusCode).toBe(200);
+    await stillServes(app);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// Bodies over the size limit: 413 for every client, never a reset
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * POSTs a 4 MB JSON body to `url` `tries` times with Node's global fetch (undici), from a worker
+ * thread: a client on an event loop of its own, as a real one is (on the server's own loop, the
+ * server reads everything before the client gets to notice the reset). Each try's outcome: the
+ * status, headers and problem code, or the network error's code.
+ */
+function fetchFromWorker(url: string, tries: number, chunked: boolean): Promise<string[]> {
+  const code = `
+    const { parentPort, workerData } = require('node:worker_threads');
+    const MB4 = 4 * 1024 * 1024;
+    const text = JSON.stringify({ input: 'x'.repeat(MB4) });
+    const bytes = new TextEncoder().encode(text);
+    function body() {
+      if (!workerData.chunked) return text;
+      // A stream: sent chunked, with no Content-Length.
+      let at = 0;
+      return new ReadableStream({
+        pull(c) {
+          if (at >= bytes.length) return c.close();
+          c.enqueue(bytes.subarray(at, at + 65536));
+          at += 65536;
+        },
+      });
+    }
+    (async () => {
+      const out = [];
+      for (let i = 0; i < workerData.tries; i++) {
+        try {
+          const res = await fetch(workerData.url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: body(), duplex: 'half' });
+          const problem = await res.json().catch(() => ({}));
+          out.push([res.status, res.headers.get('content-type'), res.headers.get('connection'), problem.code].join(' '));
+        } catch (err) {
+          out.push('error ' + (err.cause?.code ?? err.message));
+        }
+      }
+      parentPort.postMessage(out);
+    })();
+  `;
+  const worker = new Worker(code, { eval: true, workerData: { url, tries, chunked } });
+  return new Promise<string[]>((resolve, reject) => {
+    worker.once('message', (out: string[]) => {
+      resolve(out);
+      void worker.terminate();
+    });
+    worker.once('error', reject);
+  });
+}
+
+const REFUSED = '413 application/problem+json; charset=utf-8 close payload_too_large';
+
+describe('a body over server.body_limit_bytes is 413 for every client, with Connection: close', () => {
+  it('4 MB with Content-Length, 40 times with fetch: every try gets the 413 problem (no ECONNRESET, no EPIPE)', async () => {
+    const app = await newApp();
+    const base = await listen(app);
+    const out = await fetchFromWorker(`${base}/runs`, 40, false);
+    expect(out).toEqual(Array.from({ length: 40 }, () => REFUSED));
+    await stillServes(app);
+  });
+
+  it('4 MB chunked (no Content-Length), 10 times with fetch: every try gets the 413 problem', async () => {
+    const app = await newApp();
+    const base = await listen(app);
+    const out = await fetchFromWorker(`${base}/runs`, 10, true);
+    expect(out).toEqual(Array.from({ length: 10 }, () => REFUSED));
+    await stillServes(app);
+  });
+
+  it('a client that writes its whole body before reading still reads the 413 (raw socket)', async () => {
+    const app = await newApp({ server: { body_limit_bytes: 1024 } });
+    const base = await listen(app);
+    const { port } = new URL(base);
+    const body = Buffer.alloc(4 * 1024 * 1024, 'x');
+    const answer = await new Promise<{ text: string; error?: string }>((resolve) => {
+      const socket = connect(Number(port), '127.0.0.1');
+      const received: Buffer[] = [];
+      socket.on('data', (chunk: Buffer) => received.push(chunk));
+      socket.on('error', (err: NodeJS.ErrnoException) => resolve({ text: Buffer.concat(received).toString(), error: err.code ?? err.message }));
+      socket.on('close', () => resolve({ text: Buffer.concat(received).toString() }));
+      socket.write(`POST /runs HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\n\r\n`);
+      socket.write(body);
+    });
+    expect(answer.error).toBeUndefined();
+    expect(answer.text).toMatch(/^HTTP\/1\.1 413 /);
+    expect(answer.text).toMatch(/\r\nconnection: close\r\n/i);
+    expect(answer.text).toContain('"code":"payload_too_large"');
+    await stillServes(app);
+  });
+
+  it('a chunked body over the limit is refused once it passes the limit, with a problem (inject)', async () => {
+    const app = await newApp({ server: { body_limit_bytes: 1024 } });
+    const res = await app.inject({
+      method: 'POST',
+      url: '/runs',
+      headers: { 'content-type': 'application/json', 'transfer-encoding': 'chunked' },
+      payload: Readable.from([Buffer.from('{"input":"'), Buffer.alloc(4096, 'x'), Buffer.from('"}')]),
+    });
+    expect(expectProblem(res, 'payload_too_large').detail).toContain('1024 bytes');
+    expect(res.headers.connection).toBe('close');
+    const ok = await app.inject({ method: 'POST', url: '/runs', payload: { input: 'y'.repeat(900) } });
+    expect(ok.statusCode).toBe(200);
+  });
+});
