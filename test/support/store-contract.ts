@@ -2,29 +2,14 @@ import { randomUUID } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
 import { RunwayError } from '../../src/core/errors.js';
 import type { RunEventType, StoredEvent } from '../../src/core/events.js';
-import { zeroUsage, type Run } from '../../src/core/run.js';
+import type { Run } from '../../src/core/run.js';
 import { EventIdConflictError, RunEndedError, RunExistsError } from '../../src/store/store-errors.js';
 import type { Stores } from '../../src/store/stores.js';
+import { makeRun } from './runtime-test-kit.js';
 
-/** A Run as a runner creates it, with overrides. */
+/** A Run as a runner creates it (queued, with nested input and metadata to copy), with overrides. */
 export function newRun(over: Partial<Run> = {}): Run {
-  return {
-    id: randomUUID(),
-    workflow: 'echo',
-    user_id: 'alice',
-    conversation_id: null,
-    status: 'queued',
-    input: { text: 'hi', nested: { list: [1, 'two', null] } },
-    output: null,
-    error: null,
-    usage: zeroUsage(),
-    metadata: { tag: 'a' },
-    created_at: new Date().toISOString(),
-    started_at: null,
-    finished_at: null,
-    last_event_id: 0,
-    ...over,
-  };
+  return makeRun({ status: 'queued', input: { text: 'hi', nested: { list: [1, 'two', null] } }, metadata: { tag: 'a' }, ...over });
 }
 
 /** A stored event as a recorder writes it. */
