@@ -10,6 +10,7 @@ import { RunJson } from '../routes/schemas.js';
 import { workflowRoutes } from '../routes/workflows.js';
 import type { RunwayConfig } from './config/config-schema.js';
 import { parseConfig } from './config/load-config.js';
+import { clientErrorHandler } from './http/client-errors.js';
 import { installErrorHandling, sendProblem, toRunwayError } from './http/error-handler.js';
 import { installJsonBodyParser } from './http/json-body.js';
 import { LingeringClose } from './http/lingering-close.js';
@@ -69,6 +70,9 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<FastifyIn
       reply.header('x-request-id', request.id);
       sendProblem(reply, toRunwayError(err, request));
     },
+    // What Node's HTTP parser refuses before any request exists (431 headers too large, a bad
+    // Content-Length…): problem+json written on the socket (see client-errors for its limits).
+    clientErrorHandler: clientErrorHandler(lingering),
   });
   app.setValidatorCompiler(validatorCompiler);
   // text/plain would reach the body schema as a string; refuse it as a media type instead.

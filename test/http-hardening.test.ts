@@ -409,3 +409,58 @@ describe('a body over server.body_limit_bytes is 413 for every client, with Conn
     expect(ok.statusCode).toBe(200);
   });
 });
+
+// ---------------------------------------------------------------------------------------------
+// What Node's HTTP parser refuses (no request exists): problem+json on the socket
+// ---------------------------------------------------------------------------------------------
+
+/** Writes `text` on a fresh connection and returns all that comes back until the server closes. */
+function rawExchange(port: number, text: string): Promise<{ status: number; headers: Record<string, string>; body: string; error?: string }> {
+  return new Promise((resolve) => {
+    const socket = connect(port, '127.0.0.1');
+    const received: Buffer[] = [];
+    let error: string | undefined;
+    socket.on('data', (chunk: Buffer) => received.push(chunk));
+    socket.on('error', (err: NodeJS.ErrnoException) => {
+      error = err.code ?? err.message;
+    });
+    socket.on('close', () => {
+      const all = Buffer.concat(received).toString();
+      const [head = '', ...rest] = all.split('\r\n\r\n');
+      const [statusLine = '', ...lines] = head.split('\r\n');
+      const headers = Object.fromEntries(lines.map((l) => [l.slice(0, l.indexOf(':')).toLowerCase(), l.slice(l.indexOf(':') + 1).trim()]));
+      resolve({ status: Number(statusLine.split(' ')[1]), headers, body: rest.join('\r\n\r\n'), ...(error !== undefined && { error }) });
+    });
+    socket.write(text);
+  });
+}
+
+describe("Node's own refusals (431, bad Content-Length, malformed requests) are problem+json", () => {
+  const post = (headers: string) => `POST /runs HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n${headers}\r\n{"input":"x"}`;
+  const cases: Array<{ name: string; request: string; code: ErrorCode; pointer?: string }> = [
+    { name: 'headers over maxHeaderSize → 431', request: `GET /healthz HTTP/1.1\r\nhost: x\r\nx-big: ${'a'.repeat(20_000)}\r\n\r\n`, code: 'headers_too_large' },
+    { name: 'Content-Length: abc → 400', request: post('content-length: abc\r\n'), code: 'invalid_request', pointer: '/content-length' },
+    { name: 'two different Content-Lengths → 400', request: post('content-length: 13\r\ncontent-length: 14\r\n'), code: 'invalid_request', pointer: '/content-length' },
+    {
+      name: 'Content-Length beside Transfer-Encoding → 400',
+      request: post('content-length: 13\r\ntransfer-encoding: chunked\r\n'),
+      code: 'invalid_request',
+      pointer: '/transfer-encoding',
+    },
+    { name: 'a malformed request line → 400', request: 'HELLO THERE\r\n\r\n', code: 'invalid_request' },
+  ];
+  for (const c of cases) {
+    it(c.name, async () => {
+      const app = await newApp();
+      const base = await listen(app);
+      const res = await rawExchange(Number(new URL(base).port), c.request);
+      expect(res.error).toBeUndefined();
+      const body = expectProblem({ statusCode: res.status, headers: res.headers, body: res.body }, c.code);
+      expect(res.headers['x-request-id']).toMatch(/^[0-9a-f-]{36}$/);
+      expect(res.headers.connection).toBe('close');
+      if (c.pointer) expect(body.errors).toEqual([expect.objectContaining({ in: 'headers', pointer: c.pointer })]);
+      // The server goes on serving.
+      expect((await fetch(`${base}/healthz`)).status).toBe(200);
+    });
+  }
+});

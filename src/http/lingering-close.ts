@@ -65,14 +65,10 @@ export class LingeringClose {
 
   /**
    * Writes `answer` (a whole raw HTTP response) on a socket no request owns (Node's `clientError`),
-   * shuts the write side and lingers. Calls for a socket already lingering only check its budget.
+   * shuts the write side and lingers.
    */
   closeWith(socket: Socket, answer: string): void {
-    if (this.sockets.has(socket)) {
-      this.checkBudget(socket);
-      return;
-    }
-    if (!this.track(socket)) return;
+    if (this.sockets.has(socket) || !this.track(socket)) return;
     socket.end(answer);
     // Node's parser stops at its error: read on, so the client's bytes are taken off the wire.
     socket.resume();
@@ -84,8 +80,15 @@ export class LingeringClose {
     this.sockets.clear();
   }
 
-  get size(): number {
-    return this.sockets.size;
+  /** True while `socket` lingers. */
+  has(socket: Socket): boolean {
+    return this.sockets.has(socket);
+  }
+
+  /** Cuts a lingering `socket` that has read more than its budget (for callers that see it read). */
+  checkBudget(socket: Socket): void {
+    const budget = this.sockets.get(socket);
+    if (budget !== undefined && socket.bytesRead > budget) socket.destroy();
   }
 
   /** Starts the deadline and the byte budget for `socket`; false when it is already gone. */
@@ -100,10 +103,5 @@ export class LingeringClose {
       this.sockets.delete(socket);
     });
     return true;
-  }
-
-  private checkBudget(socket: Socket): void {
-    const budget = this.sockets.get(socket);
-    if (budget !== undefined && socket.bytesRead > budget) socket.destroy();
   }
 }
