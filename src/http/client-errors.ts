@@ -1,7 +1,7 @@
 import { STATUS_CODES, maxHeaderSize } from 'node:http';
 import type { Socket } from 'node:net';
 import type { FastifyInstance } from 'fastify';
-import type { ErrorCode, FieldError } from '../errors.js';
+import type { ErrorCode, FieldError } from '../core/errors.js';
 import { randomId } from '../runtime/random-id.js';
 import type { LingeringClose } from './lingering-close.js';
 import { problem } from './problem.js';
