@@ -14,6 +14,7 @@ import { clientErrorHandler } from './http/client-errors.js';
 import { installErrorHandling, sendProblem, toRunwayError } from './http/error-handler.js';
 import { installJsonBodyParser } from './http/json-body.js';
 import { LingeringClose } from './http/lingering-close.js';
+import { StreamQuota } from './http/stream-quota.js';
 import { withRedaction } from './http/log-redaction.js';
 import { corsPlugin } from './plugins/cors-plugin.js';
 import { identityPlugin } from './plugins/identity-plugin.js';
@@ -74,6 +75,8 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<FastifyIn
     // Content-Length…): problem+json written on the socket (see client-errors for its limits).
     clientErrorHandler: clientErrorHandler(lingering),
   });
+  // One count of open SSE streams per user for the whole app: both route plugins' OpenStreams use it.
+  app.decorate('streamQuota', new StreamQuota(config.runtime.max_streams_per_user));
   app.setValidatorCompiler(validatorCompiler);
   // text/plain would reach the body schema as a string; refuse it as a media type instead.
   app.removeContentTypeParser('text/plain');

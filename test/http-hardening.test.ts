@@ -5,10 +5,14 @@ import { gzipSync } from 'node:zlib';
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
 import { buildApp } from '../src/app.js';
+import { ENV_OVERRIDES, RuntimeConfigSchema } from '../src/config/config-schema.js';
+import { ConfigError, loadConfig } from '../src/config/load-config.js';
 import { ERROR_CODES, type ErrorCode } from '../src/core/errors.js';
 import { wantsEventStream } from '../src/http/accept.js';
 import { excessNesting, forbiddenKey } from '../src/http/json-body.js';
 import { listen, makeApp, type TestAppOptions } from './support/app.js';
+import { waitFor } from './support/sse-sockets.js';
+import { blockerType } from './support/test-workflows.js';
 
 // ---------------------------------------------------------------------------------------------
 // Findings of a new user's audit of the HTTP layer, each with a test that fails without its fix.
@@ -463,4 +467,121 @@ describe("Node's own refusals (431, bad Content-Length, malformed requests) are 
       expect((await fetch(`${base}/healthz`)).status).toBe(200);
     });
   }
+});
+
+// ---------------------------------------------------------------------------------------------
+// Open SSE streams per user are capped (runtime.max_streams_per_user)
+// ---------------------------------------------------------------------------------------------
+
+describe('open SSE streams per user are capped', () => {
+  async function cappedApp(cap: number): Promise<{ app: FastifyInstance; base: string }> {
+    const app = await newApp({ runtime: { max_streams_per_user: cap }, workflows: { blocker: { type: 'blocker' } }, registry: { workflowTypes: [blockerType] } });
+    return { app, base: await listen(app) };
+  }
+
+  /** A run that stays live until cancelled, of `user`. */
+  async function liveRun(app: FastifyInstance, user: string): Promise<string> {
+    const res = await app.inject({ method: 'POST', url: '/runs', headers: { 'x-user-id': user }, payload: { workflow: 'blocker', input: 'wait', background: true } });
+    expect(res.statusCode).toBe(202);
+    return res.json().id as string;
+  }
+
+  /** Opens a stream; resolves once its headers are in (the server counts it before sending them). */
+  function stream(base: string, id: string, user: string, signal?: AbortSignal): Promise<Response> {
+    return fetch(`${base}/runs/${id}/stream`, { headers: { 'x-user-id': user, accept: 'text/event-stream' }, ...(signal && { signal }) });
+  }
+
+  async function expectTooMany(res: Response): Promise<void> {
+    const body = await res.text();
+    expectProblem({ statusCode: res.status, headers: Object.fromEntries(res.headers), body }, 'rate_limited');
+    expect(JSON.parse(body).detail).toMatch(/max_streams_per_user/);
+    expect(res.headers.get('retry-after')).toMatch(/^[1-9]\d*$/);
+    expect(res.headers.get('x-request-id')).toEqual(expect.any(String));
+  }
+
+  it('with cap 2: a third stream of the same user is 429; another user’s is fine; after one closes, a new one is accepted', async () => {
+    const { app, base } = await cappedApp(2);
+    const [a1, a2, b1] = [await liveRun(app, 'alice'), await liveRun(app, 'alice'), await liveRun(app, 'bob')];
+    const first = await stream(base, a1, 'alice');
+    const second = await stream(base, a2, 'alice');
+    expect([first.status, second.status]).toEqual([200, 200]);
+    expect(first.headers.get('content-type')).toMatch(/^text\/event-stream/);
+
+    await expectTooMany(await stream(base, a2, 'alice'));
+    const bobs = await stream(base, b1, 'bob');
+    expect(bobs.status).toBe(200);
+
+    // The first stream ends with its run: read it to its end, then there is room again.
+    expect((await app.inject({ method: 'POST', url: `/runs/${a1}/cancel`, headers: { 'x-user-id': 'alice' } })).statusCode).toBe(202);
+    expect(await first.text()).toContain('event: run.cancelled');
+    const again = await stream(base, a2, 'alice');
+    expect(again.status).toBe(200);
+    await expectTooMany(await stream(base, a2, 'alice'));
+
+    for (const id of [a2]) await app.inject({ method: 'POST', url: `/runs/${id}/cancel`, headers: { 'x-user-id': 'alice' } });
+    await app.inject({ method: 'POST', url: `/runs/${b1}/cancel`, headers: { 'x-user-id': 'bob' } });
+    await Promise.all([second.text(), again.text(), bobs.text()]);
+  });
+
+  it('a stream whose client goes away frees its place', async () => {
+    const { app, base } = await cappedApp(1);
+    const run = await liveRun(app, 'carol');
+    const leaving = new AbortController();
+    const gone = await stream(base, run, 'carol', leaving.signal);
+    expect(gone.status).toBe(200);
+    await expectTooMany(await stream(base, run, 'carol'));
+    leaving.abort();
+    // No event tells the client when the server has seen it leave: poll the count (no timing assertion).
+    await waitFor(() => app.streamQuota.count('carol') === 0, 'the stream released');
+    const next = await stream(base, run, 'carol');
+    expect(next.status).toBe(200);
+    await app.inject({ method: 'POST', url: `/runs/${run}/cancel`, headers: { 'x-user-id': 'carol' } });
+    await next.text();
+  });
+
+  it('the runs streams and the /v1 streams count together', async () => {
+    const { app, base } = await cappedApp(1);
+    const run = await liveRun(app, 'dave');
+    const open = await stream(base, run, 'dave');
+    expect(open.status).toBe(200);
+    const v1 = await fetch(`${base}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-user-id': 'dave' },
+      body: JSON.stringify({ model: 'echo', stream: true, messages: [{ role: 'user', content: 'hi' }] }),
+    });
+    expect(v1.status).toBe(429);
+    expect(v1.headers.get('retry-after')).toMatch(/^[1-9]\d*$/);
+    expect(((await v1.json()) as { error: unknown }).error).toMatchObject({ code: 'rate_limited', type: 'rate_limit_error' });
+    // Another user streams on /v1 meanwhile.
+    const other = await fetch(`${base}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-user-id': 'erin' },
+      body: JSON.stringify({ model: 'echo', stream: true, messages: [{ role: 'user', content: 'hi' }] }),
+    });
+    expect(other.status).toBe(200);
+    expect(await other.text()).toContain('data: [DONE]');
+    await app.inject({ method: 'POST', url: `/runs/${run}/cancel`, headers: { 'x-user-id': 'dave' } });
+    await open.text();
+  });
+
+  it('0 means no cap; the default is 32; RUNWAY_MAX_STREAMS_PER_USER sets it and is validated', async () => {
+    const app = await newApp({ runtime: { max_streams_per_user: 0 } });
+    expect(app.streamQuota.maxPerUser).toBe(0);
+    expect(RuntimeConfigSchema.parse({}).max_streams_per_user).toBe(32);
+    // From the environment, over the shipped config file (the tests run in the repository).
+    expect(loadConfig({ RUNWAY_MAX_STREAMS_PER_USER: '5' }).runtime.max_streams_per_user).toBe(5);
+    expect(loadConfig({ RUNWAY_MAX_STREAMS_PER_USER: '0' }).runtime.max_streams_per_user).toBe(0);
+    for (const bad of ['-1', '1.5', 'many']) {
+      let thrown: unknown;
+      try {
+        loadConfig({ RUNWAY_MAX_STREAMS_PER_USER: bad });
+      } catch (err) {
+        thrown = err;
+      }
+      expect(thrown).toBeInstanceOf(ConfigError);
+      expect((thrown as Error).message).toContain('runtime.max_streams_per_user');
+      expect((thrown as Error).message).toContain('RUNWAY_MAX_STREAMS_PER_USER');
+    }
+    expect(ENV_OVERRIDES).toContainEqual(['RUNWAY_MAX_STREAMS_PER_USER', ['runtime', 'max_streams_per_user']]);
+  });
 });

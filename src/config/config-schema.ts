@@ -46,6 +46,12 @@ export const RuntimeConfigSchema = z
     shutdown_grace_ms: int(0).default(10_000),
     /** Interval of `: keepalive` comments on idle SSE streams. */
     sse_keepalive_ms: int(10).default(15_000),
+    /**
+     * SSE streams one user may hold open at once (runs and `/v1` streams together); beyond it new
+     * streams get 429 rate_limited. 0 = no cap. 32 leaves room for many tabs and followers while
+     * bounding what one user (or one leaked client) holds.
+     */
+    max_streams_per_user: int(0).default(32),
   })
   .strict();
 
@@ -126,6 +132,7 @@ export const ENV_OVERRIDES: ReadonlyArray<readonly [env: string, path: readonly 
   ['RUNWAY_MAX_EVENTS_PER_RUN', ['runtime', 'max_events_per_run']],
   ['RUNWAY_SHUTDOWN_GRACE_MS', ['runtime', 'shutdown_grace_ms']],
   ['RUNWAY_SSE_KEEPALIVE_MS', ['runtime', 'sse_keepalive_ms']],
+  ['RUNWAY_MAX_STREAMS_PER_USER', ['runtime', 'max_streams_per_user']],
   ['RUNWAY_STORE', ['store']],
   ['RUNWAY_API_KEYS', ['auth', 'api_keys']],
   ['RUNWAY_RATE_LIMIT_MAX', ['rate_limit', 'max']],
