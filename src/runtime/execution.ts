@@ -80,7 +80,15 @@ function untilAborted(scope: RunScope, run: () => unknown): Promise<unknown> {
     try {
       returned = run();
     } catch (err) {
-      returned = Promise.reject(err);
+      stop();
+      reject(err);
+      return;
+    }
+    if (!isThenable(returned)) {
+      // Returned its output directly: nothing to wait for.
+      stop();
+      resolve(returned);
+      return;
     }
     Promise.resolve(returned).then(
       (value) => {
@@ -93,6 +101,10 @@ function untilAborted(scope: RunScope, run: () => unknown): Promise<unknown> {
       },
     );
   });
+}
+
+function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return value !== null && (typeof value === 'object' || typeof value === 'function') && typeof (value as { then?: unknown }).then === 'function';
 }
 
 /** What ended a run that did not return: its failure, or its cancellation. */

@@ -115,7 +115,7 @@ export class RunRecorder {
    */
   async transition(to: Exclude<RunStatus, TerminalStatus>, patch: Partial<Run> = {}): Promise<boolean> {
     if (!canTransition(this.run.status, to)) throw new Error(`Run ${this.run.id}: no transition ${this.run.status} → ${to}`);
-    await this.flush();
+    if (this.writing !== undefined) await this.flush();
     if (this.failure !== undefined) throw this.failure;
     const moved = await this.options.runs.update(this.run.id, { ...patch, status: to }, [this.run.status]);
     if (moved) Object.assign(this.run, patch, { status: to });
@@ -129,7 +129,7 @@ export class RunRecorder {
    */
   async finish(outcome: Outcome, usage: Run['usage']): Promise<Run | undefined> {
     this.closed = true;
-    await this.flush();
+    if (this.writing !== undefined) await this.flush();
     let end = this.failure === undefined ? outcome : this.failedByWrites();
     let data: unknown = endData(end, usage);
     let dataJson: string;
@@ -155,7 +155,8 @@ export class RunRecorder {
     if (!(await this.options.runs.update(this.run.id, final, [this.run.status]))) return undefined;
     Object.assign(this.run, final);
     const type = terminalEventType(end.status);
-    await this.writeTerminal({ id, type, json: this.envelope(id, type, dataJson) });
+    const terminal: StoredEvent = { id, type, json: this.envelope(id, type, dataJson) };
+    await this.options.events.append(this.run.id, [terminal]).catch((err: unknown) => this.retryTerminal(terminal, err));
     this.lastId = this.ackedId = id;
     this.options.observers.notify(this.run.id, type, data);
     return this.snapshot();
@@ -188,19 +189,20 @@ export class RunRecorder {
     }
   }
 
-  private async writeTerminal(event: StoredEvent): Promise<void> {
-    for (let attempt = 1; ; attempt++) {
+  /** The terminal event's write failed once: tried again, after a short wait each time. */
+  private async retryTerminal(event: StoredEvent, first: unknown): Promise<void> {
+    let err = first;
+    for (let attempt = 1; attempt < TERMINAL_WRITE_TRIES; attempt++) {
+      await new Promise((resolve) => setTimeout(resolve, 10 * 4 ** attempt));
       try {
         await this.options.events.append(this.run.id, [event]);
         return;
-      } catch (err) {
-        if (attempt === TERMINAL_WRITE_TRIES) {
-          this.options.log.error({ err, run_id: this.run.id }, 'the terminal event could not be written');
-          throw err;
-        }
-        await new Promise((resolve) => setTimeout(resolve, 10 * 4 ** attempt));
+      } catch (again) {
+        err = again;
       }
     }
+    this.options.log.error({ err, run_id: this.run.id }, 'the terminal event could not be written');
+    throw err;
   }
 
   private fail(err: unknown): void {

@@ -135,12 +135,23 @@ export class Runner {
     // Shutdown began while the record was being written: cancel it like a queued run.
     if (this.draining) scope.abort('shutdown');
     const timeoutMs = Math.min(spec.timeoutMs ?? this.options.runTimeoutMs, this.options.runTimeoutMs, MAX_TIMER_MS);
-    live.done = execute({ scope, recorder, workflow: spec.workflow, input: spec.input, place, timeoutMs, deadlines: this.deadlines })
-      .then(async (final) => final ?? (await stores.runs.get(run.id)) ?? recorder.snapshot())
-      // Nobody may be waiting for it (a background run): a store that cannot even be read must not crash the process.
-      .catch(() => recorder.snapshot())
-      .finally(() => this.live.delete(run.id));
+    live.done = this.settle(live, execute({ scope, recorder, workflow: spec.workflow, input: spec.input, place, timeoutMs, deadlines: this.deadlines }));
     return live;
+  }
+
+  /**
+   * The final Run once the execution is over: the recorder's, or the store's when somebody else
+   * ended the run. Never rejects: nobody may be waiting (a background run), and a store that cannot
+   * even be read must not crash the process.
+   */
+  private async settle(live: LiveRun, execution: Promise<Run | undefined>): Promise<Run> {
+    try {
+      return (await execution) ?? (await this.options.stores.runs.get(live.id)) ?? live.recorder.snapshot();
+    } catch {
+      return live.recorder.snapshot();
+    } finally {
+      this.live.delete(live.id);
+    }
   }
 
   /** A run executing in this process, if any. */

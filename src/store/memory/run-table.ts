@@ -100,8 +100,12 @@ export class RunTable {
   update(id: string, patch: Partial<Run>, expect: readonly RunStatus[]): boolean {
     const record = this.byId.get(id);
     if (record === undefined || record.live === undefined || !expect.includes(record.status)) return false;
-    // Copied before anything changes: a value that cannot be written leaves the record as it was.
-    const run = copyRun({ ...record.live, ...patch, id: record.id, user_id: record.userId });
+    // Only the patch is copied (the rest is the store's own copy already), before anything changes:
+    // a value that cannot be copied leaves the record as it was.
+    const run: Run = { ...record.live };
+    for (const [key, value] of Object.entries(patch)) (run as unknown as Record<string, unknown>)[key] = copyJson(value);
+    run.id = record.id;
+    run.user_id = record.userId;
     record.status = run.status;
     if (isTerminalStatus(run.status)) {
       // Final: kept as its text from now on.
