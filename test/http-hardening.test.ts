@@ -251,6 +251,9 @@ describe('JSON nesting depth is bounded (64 levels)', () => {
     expect(excessNesting('{"a":1,"b":[[[1]]]}', 3)).toBe('/b');
     expect(excessNesting('{"a/b~c":[[[1]]]}', 3)).toBe('/a~1b~0c');
     expect(excessNesting('{"\\u0061\\"":[[[1]]]}', 3)).toBe('/a"');
+    // A key ending in an escaped backslash ends at the quote after it.
+    expect(excessNesting('{"k\\\\":[[[1]]]}', 3)).toBe('/k\\');
+    expect(excessNesting('{"k\\\\\\"":1,"z":[[[1]]]}', 3)).toBe('/z');
     expect(excessNesting('{"a":"[[[[[[[[", "b":"\\"[[[[[[[["}', 3)).toBeUndefined();
     // Not JSON: JSON.parse refuses it at the first stray bracket, before the nesting.
     expect(excessNesting(`]${nestedArrays(10)}`, 3)).toBeUndefined();
