@@ -83,6 +83,7 @@ async function v1Routes(app: FastifyInstance, options: OpenAiRoutesOptions): Pro
       if (!workflow) throw modelNotFound(body.model, 'body');
       refuseUnsupported(body);
       const input = workflowInput(workflow, body.messages);
+      if (body.stream === true) streams.refuseWhenFull(request.userId);
       const session = runtime.session({ userId: request.userId, requestId: request.id, log: request.log });
       const handle = await session
         .run(input, { workflow: workflow.name, ...(body.metadata && { metadata: body.metadata }) })

@@ -69,6 +69,9 @@ export async function runRoutes(app: FastifyInstance, options: RunRoutesOptions)
       if (body.conversation_id !== undefined) options.conversationId = body.conversation_id;
       if (body.metadata !== undefined) options.metadata = body.metadata;
       if (body.timeout_ms !== undefined) options.timeoutMs = body.timeout_ms;
+      const streaming = !body.background && wantsEventStream(request.headers.accept);
+      // A stream the cap would refuse must not leave a run behind: refused before the run is made.
+      if (streaming) streams.refuseWhenFull(request.userId);
       const run = await sessionOf(app, request).run(body.input, options).catch(withBodyPointers(BODY_FIELDS));
       // The run as it is at this instant (usually still queued): its progress is at Location.
       if (body.background) return reply.code(202).header('location', `/runs/${run.id}`).send(run.snapshot());
@@ -77,7 +80,7 @@ export async function runRoutes(app: FastifyInstance, options: RunRoutesOptions)
       const unwatch = whenClientGone(reply, () => {
         if (cancelOnDisconnect) void run.cancel('client_disconnected');
       });
-      if (wantsEventStream(request.headers.accept)) {
+      if (streaming) {
         reply.header('location', `/runs/${run.id}`);
         await streamEvents(reply, (signal) => run.events(0, signal));
         return reply;

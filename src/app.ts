@@ -13,9 +13,9 @@ import { parseConfig } from './config/load-config.js';
 import { clientErrorHandler } from './http/client-errors.js';
 import { installErrorHandling, sendProblem, toRunwayError } from './http/error-handler.js';
 import { installJsonBodyParser } from './http/json-body.js';
-import { LingeringClose } from './http/lingering-close.js';
-import { StreamQuota } from './http/stream-quota.js';
+import { LingeringClose, type LingerLimits } from './http/lingering-close.js';
 import { withRedaction } from './http/log-redaction.js';
+import { StreamQuota } from './http/stream-quota.js';
 import { corsPlugin } from './plugins/cors-plugin.js';
 import { identityPlugin } from './plugins/identity-plugin.js';
 import { metricsPlugin } from './plugins/metrics-plugin.js';
@@ -35,6 +35,8 @@ export interface BuildAppOptions {
   stores?: Stores;
   /** Fastify logger option; default: pino at `server.log_level`. */
   logger?: FastifyServerOptions['logger'];
+  /** How long and how much a connection answered before its request was read lingers (LingeringClose). */
+  linger?: LingerLimits;
 }
 
 const REQUEST_ID = /^[\x21-\x7e]{1,128}$/;
@@ -56,7 +58,7 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<FastifyIn
   const config = parseConfig(options.config ?? {});
   // Connections answered before their request was read (body too large or compressed, headers
   // Node refused) are closed gently, so the client gets the answer rather than a reset.
-  const lingering = new LingeringClose();
+  const lingering = new LingeringClose(options.linger);
   const app = Fastify({
     // API keys never reach the logs: the Authorization header is redacted wherever it is logged.
     logger: withRedaction(options.logger ?? { level: config.server.log_level }, config.server.log_level),

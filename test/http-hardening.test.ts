@@ -1,4 +1,5 @@
-import { connect } from 'node:net';
+import { createServer, type Server } from 'node:http';
+import { connect, type AddressInfo, type Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import { Worker } from 'node:worker_threads';
 import { gzipSync } from 'node:zlib';
@@ -10,6 +11,7 @@ import { ConfigError, loadConfig } from '../src/config/load-config.js';
 import { ERROR_CODES, type ErrorCode } from '../src/core/errors.js';
 import { wantsEventStream } from '../src/http/accept.js';
 import { excessNesting, forbiddenKey } from '../src/http/json-body.js';
+import { LingeringClose, type LingerLimits } from '../src/http/lingering-close.js';
 import { listen, makeApp, type TestAppOptions } from './support/app.js';
 import { waitFor } from './support/sse-sockets.js';
 import { blockerType } from './support/test-workflows.js';
@@ -249,6 +251,9 @@ describe('JSON nesting depth is bounded (64 levels)', () => {
     expect(excessNesting('{"a":1,"b":[[[1]]]}', 3)).toBe('/b');
     expect(excessNesting('{"a/b~c":[[[1]]]}', 3)).toBe('/a~1b~0c');
     expect(excessNesting('{"\\u0061\\"":[[[1]]]}', 3)).toBe('/a"');
+    // A key ending in an escaped backslash ends at the quote after it.
+    expect(excessNesting('{"k\\\\":[[[1]]]}', 3)).toBe('/k\\');
+    expect(excessNesting('{"k\\\\\\"":1,"z":[[[1]]]}', 3)).toBe('/z');
     expect(excessNesting('{"a":"[[[[[[[[", "b":"\\"[[[[[[[["}', 3)).toBeUndefined();
     // Not JSON: JSON.parse refuses it at the first stray bracket, before the nesting.
     expect(excessNesting(`]${nestedArrays(10)}`, 3)).toBeUndefined();
@@ -467,6 +472,18 @@ describe("Node's own refusals (431, bad Content-Length, malformed requests) are 
       expect((await fetch(`${base}/healthz`)).status).toBe(200);
     });
   }
+
+  it('a 431 answered while the client is still sending a 4 MB body reaches it (the connection lingers, no EPIPE)', async () => {
+    const app = await newApp();
+    const base = await listen(app);
+    const port = Number(new URL(base).port);
+    for (let i = 0; i < 5; i++) {
+      const head = `POST /runs HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 4000000\r\nx-big: ${'a'.repeat(20_000)}\r\n\r\n`;
+      const res = await rawExchange(port, head + 'x'.repeat(4_000_000));
+      expect(res.error).toBeUndefined();
+      expectProblem({ statusCode: res.status, headers: res.headers, body: res.body }, 'headers_too_large');
+    }
+  });
 });
 
 // ---------------------------------------------------------------------------------------------
@@ -539,6 +556,23 @@ describe('open SSE streams per user are capped', () => {
     await next.text();
   });
 
+  it('POST /runs asking for a stream is refused the same way at the cap', async () => {
+    const { app, base } = await cappedApp(1);
+    const run = await liveRun(app, 'frank');
+    const open = await stream(base, run, 'frank');
+    expect(open.status).toBe(200);
+    const refused = await fetch(`${base}/runs`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'text/event-stream', 'x-user-id': 'frank' },
+      body: JSON.stringify({ input: 'hi' }),
+    });
+    await expectTooMany(refused);
+    // Refused before the run was made: nothing is left running for the refused stream.
+    expect((await app.runtime.session({ userId: 'frank' }).list({ limit: 10 })).data.map((r) => r.id)).toEqual([run]);
+    await app.inject({ method: 'POST', url: `/runs/${run}/cancel`, headers: { 'x-user-id': 'frank' } });
+    await open.text();
+  });
+
   it('the runs streams and the /v1 streams count together', async () => {
     const { app, base } = await cappedApp(1);
     const run = await liveRun(app, 'dave');
@@ -583,5 +617,83 @@ describe('open SSE streams per user are capped', () => {
       expect((thrown as Error).message).toContain('RUNWAY_MAX_STREAMS_PER_USER');
     }
     expect(ENV_OVERRIDES).toContainEqual(['RUNWAY_MAX_STREAMS_PER_USER', ['runtime', 'max_streams_per_user']]);
+  });
+});
+
+describe('LingeringClose is bounded', () => {
+  /** A bare server refusing every request at once with a 413, as the JSON parser does, lingering with `limits`. */
+  async function refusingServer(limits: LingerLimits): Promise<{ port: number; lingering: LingeringClose; server: Server }> {
+    const lingering = new LingeringClose(limits);
+    const server = createServer((req, res) => {
+      lingering.afterAnswer(req);
+      res.writeHead(413, { connection: 'close', 'content-length': '2' }).end('no');
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    return { port: (server.address() as AddressInfo).port, lingering, server };
+  }
+
+  function closeServer(server: Server): Promise<void> {
+    server.closeAllConnections();
+    return new Promise((resolve) => server.close(() => resolve()));
+  }
+
+  it('a client that never stops sending is cut once the byte budget is spent, after reading its answer', async () => {
+    const { port, lingering, server } = await refusingServer({ maxBytes: 256 * 1024, maxMs: 60_000 });
+    const socket = connect(port, '127.0.0.1');
+    let answer = '';
+    socket.on('data', (d: Buffer) => (answer += d.toString()));
+    socket.on('error', () => {});
+    socket.write('POST / HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n');
+    const chunk = `10000\r\n${'x'.repeat(0x10000)}\r\n`;
+    let stop = false;
+    const pump = (): void => {
+      while (!stop && socket.write(chunk));
+      if (!stop) socket.once('drain', pump);
+    };
+    pump();
+    await new Promise((resolve) => socket.once('close', resolve));
+    stop = true;
+    expect(answer).toMatch(/^HTTP\/1\.1 413 /);
+    expect(lingering.has(socket)).toBe(false);
+    await closeServer(server);
+  });
+
+  it('a client that neither sends nor closes is cut at the deadline', async () => {
+    const { port, server } = await refusingServer({ maxBytes: 1024 * 1024, maxMs: 50 });
+    const socket = connect(port, '127.0.0.1');
+    socket.on('error', () => {});
+    let answer = '';
+    socket.on('data', (d: Buffer) => (answer += d.toString()));
+    // Half the promised body, then silence: only the deadline ends this connection.
+    socket.write('POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\n' + 'x'.repeat(50));
+    await new Promise((resolve) => socket.once('close', resolve));
+    expect(answer).toMatch(/^HTTP\/1\.1 413 /);
+    await closeServer(server);
+  });
+
+  it("the app's close ends lingering connections rather than waiting for them", async () => {
+    // Lingering far longer than the test may run: only the close can end these connections.
+    const app = await buildApp({
+      config: { server: { log_level: 'silent', body_limit_bytes: 1024 }, runtime: { shutdown_grace_ms: 0 } },
+      linger: { maxBytes: 1024 * 1024, maxMs: 3_600_000 },
+    });
+    const port = Number(new URL(await listen(app)).port);
+    const serverSides: Array<Promise<unknown>> = [];
+    app.server.on('connection', (socket: Socket) => serverSides.push(new Promise((resolve) => socket.once('close', resolve))));
+    /** A client that reads its answer, then keeps its side open (no FIN back) and sends nothing more. */
+    const client = async (request: string): Promise<void> => {
+      const socket = connect({ port, host: '127.0.0.1', allowHalfOpen: true });
+      socket.on('error', () => {});
+      const answered = new Promise((resolve) => socket.once('data', resolve));
+      socket.write(request);
+      await answered;
+    };
+    // Refused at once by the JSON parser (declared too large; the body never comes), and by Node's parser (431).
+    await client('POST /runs HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 4000\r\n\r\n{"input":');
+    await client(`GET /healthz HTTP/1.1\r\nhost: x\r\nx-big: ${'a'.repeat(20_000)}\r\n\r\n`);
+    expect(serverSides).toHaveLength(2);
+    // Without the close ending them, the server would wait on the first one for the hour.
+    await app.close();
+    await Promise.all(serverSides);
   });
 });

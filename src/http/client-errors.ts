@@ -1,8 +1,8 @@
+import { randomUUID } from 'node:crypto';
 import { STATUS_CODES, maxHeaderSize } from 'node:http';
 import type { Socket } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import type { ErrorCode, FieldError } from '../core/errors.js';
-import { randomId } from '../runtime/random-id.js';
 import type { LingeringClose } from './lingering-close.js';
 import { problem } from './problem.js';
 
@@ -77,7 +77,8 @@ export function clientErrorHandler(lingering: LingeringClose) {
     const { code, detail, errors } = refusal(err);
     const doc = problem(code, detail, errors ? { errors } : {});
     const body = JSON.stringify(doc);
-    const requestId = randomId();
+    // Rare enough for crypto's own UUIDs (the hot path's ids come from runtime/random-id).
+    const requestId = randomUUID();
     this.log.debug({ err, request_id: requestId, code }, 'client error');
     lingering.closeWith(
       socket,
