@@ -25,12 +25,12 @@ function finishReason(upstream: string | null): FinishReason {
   return upstream === 'length' || upstream === 'content_filter' ? upstream : 'stop';
 }
 
-/** The finish reason of an `LLM_END` step event, or null for any other event. */
-function llmFinish(json: string): string | null {
+/** The finish reason of an `LLM_END` step event (its data JSON), or null for any other step. */
+function llmFinish(dataJson: string): string | null {
   // Cheap test first: most step events are not LLM_END.
-  if (!json.includes('"LLM_END"')) return null;
-  const data = (JSON.parse(json) as { data?: { kind?: unknown; finish_reason?: unknown } }).data;
-  return data?.kind === 'LLM_END' && typeof data.finish_reason === 'string' ? data.finish_reason : null;
+  if (!dataJson.includes('"LLM_END"')) return null;
+  const data = JSON.parse(dataJson) as { kind?: unknown; finish_reason?: unknown };
+  return data.kind === 'LLM_END' && typeof data.finish_reason === 'string' ? data.finish_reason : null;
 }
 
 /** The assistant message: the run's output as text (non-string outputs as JSON). */
@@ -123,7 +123,7 @@ async function v1Routes(app: FastifyInstance, options: OpenAiRoutesOptions): Pro
   async function lastFinishReason(handle: RunHandle): Promise<FinishReason> {
     let reason: string | null = null;
     for await (const ev of handle.events(0)) {
-      if (ev.type === 'step') reason = llmFinish(ev.json) ?? reason;
+      if (ev.type === 'step') reason = llmFinish(ev.data) ?? reason;
     }
     return finishReason(reason);
   }
@@ -153,16 +153,16 @@ async function v1Routes(app: FastifyInstance, options: OpenAiRoutesOptions): Pro
       for await (const ev of handle.events(0, sse.signal)) {
         let frame: string;
         if (ev.type === 'token') {
-          const delta = (JSON.parse(ev.json) as { data: { delta: string } }).data.delta;
+          const delta = (JSON.parse(ev.data) as { delta: string }).delta;
           if (delta === '') continue;
           frame = choice(`{"content":${JSON.stringify(delta)}}`, null);
         } else if (ev.type === 'step') {
-          reason = llmFinish(ev.json) ?? reason;
+          reason = llmFinish(ev.data) ?? reason;
           continue;
         } else if (ev.type === 'run.succeeded') {
           frame = choice('{}', finishReason(reason));
           if (includeUsage) {
-            const usage = (JSON.parse(ev.json) as { data: { usage: Usage } }).data.usage;
+            const usage = (JSON.parse(ev.data) as { usage: Usage }).usage;
             frame += `${head}${tail.replace('"usage":null', `"usage":${JSON.stringify(usage)}`)}`;
           }
           frame += 'data: [DONE]\n\n';

@@ -1,7 +1,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { RunwayError } from '../src/core/errors.js';
-import type { StoredEvent } from '../src/core/events.js';
+import { eventJson, type StoredEvent } from '../src/core/events.js';
 import { isTerminalStatus } from '../src/core/run.js';
 import { wantsEventStream } from '../src/http/accept.js';
 import { whenClientGone } from '../src/http/client-gone.js';
@@ -40,14 +40,14 @@ export async function runRoutes(app: FastifyInstance, options: RunRoutesOptions)
   const streams = new OpenStreams(app, options.sseKeepaliveMs);
 
   /** Writes a run's events as SSE frames on this response until the stream or the log ends. */
-  function streamEvents(reply: FastifyReply, events: (signal: AbortSignal) => AsyncIterable<StoredEvent>): Promise<void> {
-    return streams.open(reply, (sse) => pipeEvents(reply, sse, events(sse.signal)));
+  function streamEvents(reply: FastifyReply, runId: string, events: (signal: AbortSignal) => AsyncIterable<StoredEvent>): Promise<void> {
+    return streams.open(reply, (sse) => pipeEvents(reply, sse, runId, events(sse.signal)));
   }
 
-  async function pipeEvents(reply: FastifyReply, sse: SseStream, events: AsyncIterable<StoredEvent>): Promise<void> {
+  async function pipeEvents(reply: FastifyReply, sse: SseStream, runId: string, events: AsyncIterable<StoredEvent>): Promise<void> {
     try {
       for await (const ev of events) {
-        if (!(await sse.writeEvent(ev.id, ev.type, ev.json))) break;
+        if (!(await sse.writeEvent(ev.id, ev.type, eventJson(runId, ev)))) break;
       }
     } catch (err) {
       reply.log.error({ err }, 'event stream failed');
@@ -82,7 +82,7 @@ export async function runRoutes(app: FastifyInstance, options: RunRoutesOptions)
       });
       if (streaming) {
         reply.header('location', `/runs/${run.id}`);
-        await streamEvents(reply, (signal) => run.events(0, signal));
+        await streamEvents(reply, run.id, (signal) => run.events(0, signal));
         return reply;
       }
       const finished = await run.result();
@@ -118,7 +118,7 @@ export async function runRoutes(app: FastifyInstance, options: RunRoutesOptions)
     }
     // The client already has the terminal event: 204 makes a browser EventSource stop reconnecting.
     if (after === run.last_event_id && isTerminalStatus(run.status)) return reply.code(204).send();
-    await streamEvents(reply, (signal) => session.events(run.id, after, signal));
+    await streamEvents(reply, run.id, (signal) => session.events(run.id, after, signal));
     return reply;
   });
 

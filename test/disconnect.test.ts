@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import { request } from 'undici';
 import { afterEach, describe, expect, it } from 'vitest';
 import { buildApp } from '../src/app.js';
+import { eventJson } from '../src/core/events.js';
 import type { Run } from '../src/core/run.js';
 import type { MemoryStores } from '../src/store/memory/memory-stores.js';
 import { listen, makeApp } from './support/app.js';
@@ -60,7 +61,7 @@ async function eventsOf(id: string): Promise<RunEvent[]> {
   const out: RunEvent[] = [];
   const { events } = app!.runtime.stores as MemoryStores;
   for await (const ev of events.read(id, 0, { follow: false })) {
-    out.push(toRunEvent({ id: String(ev.id), event: ev.type, data: ev.json }));
+    out.push(toRunEvent({ id: String(ev.id), event: ev.type, data: eventJson(id, ev) }));
   }
   return out;
 }

@@ -125,7 +125,7 @@ describe('memory store retention', () => {
     for (let i = 0; i < evs.length; i += 10_000) await stores.events.append(run.id, evs.slice(i, i + 10_000));
     const replayed = await replay(stores, run.id);
     expect(replayed.length).toBe(100_000);
-    expect(replayed.every((ev, i) => ev.json === evs[i]!.json && ev.type === evs[i]!.type && ev.id === i + 1)).toBe(true);
+    expect(replayed.every((ev, i) => ev.data === evs[i]!.data && ev.time === evs[i]!.time && ev.type === evs[i]!.type && ev.id === i + 1)).toBe(true);
   });
 
   it('keeps paginating correctly after evictions compact the user index', async () => {

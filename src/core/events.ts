@@ -35,17 +35,31 @@ export function isEventType(type: unknown): type is RunEventType {
 }
 
 /**
- * One event as stored and sent: its id, its type, and its JSON text, written once by the run's
- * recorder (DESIGN §12: finished events kept as live object graphs are the largest GC cost).
+ * One event as stored: its id, its type, its time, and its data as JSON text, serialized once by
+ * the run's recorder (DESIGN §12: finished events kept as live object graphs are the largest GC
+ * cost). The envelope every event shares (`run_id` and the field names) is not stored with each
+ * one: `eventJson` writes it when the event is read.
  */
 export interface StoredEvent {
   id: number;
   type: RunEventType;
-  /** `{"id":7,"run_id":"…","type":"token","time":"…","data":{…}}`, as JSON.stringify writes it (no raw line break). */
-  json: string;
+  /** ISO 8601, UTC. */
+  time: string;
+  /** The event's data as JSON.stringify writes it (so with no raw line break or tab). */
+  data: string;
 }
 
-/** One event as an embedder reads it (`run.stream()`): the parsed form of `StoredEvent.json`. */
+/**
+ * An event's wire JSON, what SSE sends as `data:` and `RunEvent` is the parsed form of.
+ *
+ * @example
+ *   eventJson(runId, ev)   // '{"id":7,"run_id":"…","type":"token","time":"…","data":{"delta":"Hel","step_id":"s1"}}'
+ */
+export function eventJson(runId: string, ev: StoredEvent): string {
+  return `{"id":${ev.id},"run_id":${JSON.stringify(runId)},"type":"${ev.type}","time":"${ev.time}","data":${ev.data}}`;
+}
+
+/** One event as an embedder reads it (`run.stream()`): the parsed form of `eventJson`. */
 export interface RunEvent {
   id: number;
   run_id: string;

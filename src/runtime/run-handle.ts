@@ -56,6 +56,6 @@ export class RunHandle {
 
   /** The events after `afterId`, parsed, replayed then followed to the terminal event. */
   async *stream(options: { after?: number; signal?: AbortSignal } = {}): AsyncGenerator<RunEvent> {
-    for await (const ev of this.events(options.after ?? 0, options.signal)) yield JSON.parse(ev.json) as RunEvent;
+    for await (const ev of this.events(options.after ?? 0, options.signal)) yield { id: ev.id, run_id: this.id, type: ev.type, time: ev.time, data: JSON.parse(ev.data) as unknown };
   }
 }

@@ -60,7 +60,6 @@ export class RunRecorder {
   private failure: unknown;
   /** Set once the run's end is being written: later events (a tool that ignored its abort) are dropped. */
   private closed = false;
-  private readonly idJson: string;
   private lastMs = -1;
   private lastIso = '';
 
@@ -70,7 +69,6 @@ export class RunRecorder {
   ) {
     // Handed over, not shared: whoever made the run keeps no reference to it.
     this.run = run;
-    this.idJson = JSON.stringify(run.id);
   }
 
   get status(): RunStatus {
@@ -98,12 +96,12 @@ export class RunRecorder {
     }
     let json: string;
     try {
-      json = this.eventJson(this.lastId + 1, type, data);
+      json = data === undefined ? '{}' : (JSON.stringify(data) ?? '{}');
     } catch (err) {
       this.fail(err);
       return;
     }
-    this.pending.push({ id: ++this.lastId, type, json });
+    this.pending.push({ id: ++this.lastId, type, time: this.isoNow(), data: json });
     this.options.observers.notify(this.run.id, type, data);
     this.writing ??= this.writeAll();
   }
@@ -155,7 +153,7 @@ export class RunRecorder {
     if (!(await this.options.runs.update(this.run.id, final, [this.run.status]))) return undefined;
     Object.assign(this.run, final);
     const type = terminalEventType(end.status);
-    const terminal: StoredEvent = { id, type, json: this.envelope(id, type, dataJson) };
+    const terminal: StoredEvent = { id, type, time: this.isoNow(), data: dataJson };
     await this.options.events.append(this.run.id, [terminal]).catch((err: unknown) => this.retryTerminal(terminal, err));
     this.lastId = this.ackedId = id;
     this.options.observers.notify(this.run.id, type, data);
@@ -221,14 +219,6 @@ export class RunRecorder {
   private failedByWrites(): Outcome {
     const err = this.failure;
     return { status: 'failed', error: err instanceof EventLogFullError ? { code: 'internal', message: err.message } : INTERNAL };
-  }
-
-  private eventJson(id: number, type: RunEventType, data: unknown): string {
-    return this.envelope(id, type, data === undefined ? '{}' : (JSON.stringify(data) ?? '{}'));
-  }
-
-  private envelope(id: number, type: RunEventType, dataJson: string): string {
-    return `{"id":${id},"run_id":${this.idJson},"type":"${type}","time":"${this.isoNow()}","data":${dataJson}}`;
   }
 
   /** Events of a run come in bursts within one millisecond: its ISO text is formatted once. */

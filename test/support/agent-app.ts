@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { createParser } from 'eventsource-parser';
 import { buildApp, type BuildAppOptions } from '../../src/app.js';
+import { eventJson } from '../../src/core/events.js';
 import type { FakeOpenAIServer } from './fake-openai-server.js';
 
 /** The test key; tests check it never shows up where it must not. */
@@ -68,7 +69,7 @@ export interface RunEvent {
 export async function runEvents(app: FastifyInstance, runId: string, userId = 'anonymous'): Promise<RunEvent[]> {
   const out: RunEvent[] = [];
   for await (const ev of app.runtime.session({ userId }).events(runId, 0, new AbortController().signal)) {
-    const parsed = JSON.parse(ev.json) as { id: number; type: string; data: unknown };
+    const parsed = JSON.parse(eventJson(runId, ev)) as { id: number; type: string; data: unknown };
     out.push({ id: parsed.id, type: parsed.type, data: parsed.data });
   }
   return out;
@@ -79,7 +80,7 @@ export async function firstEvent(app: FastifyInstance, runId: string, match: (ev
   const stop = new AbortController();
   try {
     for await (const ev of app.runtime.session({ userId }).events(runId, 0, stop.signal)) {
-      const parsed = JSON.parse(ev.json) as RunEvent;
+      const parsed = JSON.parse(eventJson(runId, ev)) as RunEvent;
       if (match(parsed)) return parsed;
     }
   } finally {

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { expect } from 'vitest';
-import { TERMINAL_EVENT_TYPES } from '../../src/core/events.js';
+import { eventJson, TERMINAL_EVENT_TYPES } from '../../src/core/events.js';
 import type { EventLog } from '../../src/store/event-log.js';
 import { zeroUsage, type Run } from '../../src/core/run.js';
 
@@ -50,7 +50,7 @@ export interface ParsedEvent {
 export async function readLog(log: EventLog, runId: string): Promise<ParsedEvent[]> {
   const out: ParsedEvent[] = [];
   for await (const ev of log.read(runId, 0, { follow: false })) {
-    const parsed = JSON.parse(ev.json) as ParsedEvent;
+    const parsed = JSON.parse(eventJson(runId, ev)) as ParsedEvent;
     expect(parsed.id).toBe(ev.id);
     expect(parsed.type).toBe(ev.type);
     out.push(parsed);

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
 import { RunwayError } from '../../src/core/errors.js';
-import type { RunEventType, StoredEvent } from '../../src/core/events.js';
+import { eventJson, type RunEventType, type StoredEvent } from '../../src/core/events.js';
 import type { Run } from '../../src/core/run.js';
 import { EventIdConflictError, RunEndedError, RunExistsError } from '../../src/store/store-errors.js';
 import type { Stores } from '../../src/store/stores.js';
@@ -14,7 +14,7 @@ export function newRun(over: Partial<Run> = {}): Run {
 
 /** A stored event as a recorder writes it. */
 export function event(runId: string, id: number, type: RunEventType = 'step', data: unknown = { n: id }): StoredEvent {
-  return { id, type, json: JSON.stringify({ id, run_id: runId, type, time: new Date().toISOString(), data }) };
+  return { id, type, time: new Date().toISOString(), data: JSON.stringify(data) };
 }
 
 async function readAll(stores: Stores, runId: string, after = 0): Promise<StoredEvent[]> {
@@ -189,7 +189,7 @@ export function describeStoreContract(name: string, make: () => Stores | Promise
         await s.runs.create(run);
         const follow = async (after: number) => {
           const seen: string[] = [];
-          for await (const ev of s.events.read(run.id, after)) seen.push(ev.json);
+          for await (const ev of s.events.read(run.id, after)) seen.push(eventJson(run.id, ev));
           return seen;
         };
         const readers = [follow(0), follow(0), follow(0)];

@@ -3,15 +3,16 @@ import { EventIdConflictError, RunEndedError } from '../store-errors.js';
 
 /**
  * One run's event log in memory, kept as text (DESIGN §12: events as live object graphs are the
- * largest GC cost). While the run executes, one JSON text per event; once the terminal event is in,
- * the texts are joined into one flat string, one event a line (JSON text holds no raw line break),
- * which the heap holds far more cheaply than many small strings. Every reader of a finished run
- * reads that same string, one event slice at a time: a reader costs the event it holds, never a
- * copy of the log.
+ * largest GC cost). While the run executes, the events as they came; once the terminal event is
+ * in, the log is sealed into one flat string, one `type<TAB>time<TAB>data` line per event (data is
+ * JSON text, which holds no raw tab or line break): the heap holds one string far more cheaply than
+ * many small objects, and the envelope every event shares is not kept per event. Every reader of a
+ * finished run reads that same string, one event at a time: a reader costs the event it holds,
+ * never a copy of the log.
  */
 export class RunLog {
-  private texts: string[] | undefined = [];
-  private readonly types: RunEventType[] = [];
+  private live: StoredEvent[] | undefined = [];
+  private count = 0;
   private sealed = '';
   private waiters: Set<() => void> | undefined;
   terminal = false;
@@ -21,28 +22,27 @@ export class RunLog {
   constructor(readonly runId: string) {}
 
   get lastId(): number {
-    return this.types.length;
+    return this.count;
   }
 
   /** Checks the whole batch first: a refused batch leaves the log as it was. */
   append(events: readonly StoredEvent[]): void {
     if (this.terminal || this.evicted) throw new RunEndedError(this.runId);
-    let expected = this.lastId + 1;
+    let expected = this.count + 1;
     for (let i = 0; i < events.length; i++) {
       const ev = events[i]!;
       if (ev.id !== expected) throw new EventIdConflictError(this.runId, expected, ev.id);
       if (isTerminalEvent(ev.type) && i !== events.length - 1) throw new RunEndedError(this.runId);
       expected++;
     }
-    for (const ev of events) {
-      this.texts!.push(ev.json);
-      this.types.push(ev.type);
-    }
     if (events.length === 0) return;
+    // Copies: nothing the writer holds is kept.
+    for (const ev of events) this.live!.push({ id: ev.id, type: ev.type, time: ev.time, data: ev.data });
+    this.count += events.length;
     if (isTerminalEvent(events[events.length - 1]!.type)) {
       this.terminal = true;
-      this.sealed = this.texts!.join('\n');
-      this.texts = undefined;
+      this.sealed = this.live!.map((ev) => `${ev.type}\t${ev.time}\t${ev.data}`).join('\n');
+      this.live = undefined;
     }
     this.wake();
   }
@@ -57,16 +57,11 @@ export class RunLog {
   async *read(afterId: number, follow: boolean, signal: AbortSignal | undefined): AsyncGenerator<StoredEvent> {
     let next = Math.max(0, afterId);
     for (;;) {
-      if (this.texts === undefined) {
+      while (this.live !== undefined && next < this.count) yield { ...this.live[next++]! };
+      if (this.live === undefined) {
         yield* this.readSealed(next);
         return;
       }
-      while (next < this.lastId) {
-        if (this.texts === undefined) break;
-        const i = next++;
-        yield { id: i + 1, type: this.types[i]!, json: this.texts[i]! };
-      }
-      if (this.texts === undefined) continue;
       if (this.evicted || !follow || signal?.aborted) return;
       await this.nextAppend(signal);
     }
@@ -80,10 +75,12 @@ export class RunLog {
   private *readSealed(from: number): Generator<StoredEvent> {
     const text = this.sealed;
     let at = 0;
-    for (let skip = 0; skip < from && at <= text.length; skip++) at = lineEnd(text, at) + 1;
-    for (let i = from; i < this.types.length; i++) {
+    for (let skip = 0; skip < from; skip++) at = lineEnd(text, at) + 1;
+    for (let id = from + 1; id <= this.count; id++) {
       const end = lineEnd(text, at);
-      yield { id: i + 1, type: this.types[i]!, json: text.slice(at, end) };
+      const tab1 = text.indexOf('\t', at);
+      const tab2 = text.indexOf('\t', tab1 + 1);
+      yield { id, type: text.slice(at, tab1) as RunEventType, time: text.slice(tab1 + 1, tab2), data: text.slice(tab2 + 1, end) };
       at = end + 1;
     }
   }
