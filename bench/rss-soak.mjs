@@ -12,6 +12,11 @@
 //
 // Figure: the largest deviation of a sample from the median of the samples taken from the end of
 // the warm-up on, in %. Target (DESIGN §12): flat within ±10%.
+//
+// The heap used of the samples includes garbage not yet collected (the old generation is collected
+// only when it reaches a limit V8 raises as it goes), so the servers are started with --expose-gc
+// and bench/gc-on-signal.cjs, and twice, right after the warm-up's sample and after the last one, a
+// full collection is run and the live heap and RSS read: a leak shows as live heap that grows.
 import autocannon from 'autocannon';
 import { buildsFromEnv } from './builds.mjs';
 import { pinLoadGenerator } from './cpu-pinning.mjs';
@@ -29,8 +34,12 @@ const pinned = pinLoadGenerator();
 const loadAtStart = loadNote();
 const servers = [];
 try {
-  for (const build of builds) servers.push(await startServer(build, { pinned, env: { RUNWAY_ECHO_DELAY_MS: '0' } }));
-  const state = servers.map((server) => ({ server, done: 0, samples: [], non2xx: 0, errors: 0 }));
+  for (const build of builds) servers.push(await startServer(build, { pinned, gcSignal: true, env: { RUNWAY_ECHO_DELAY_MS: '0' } }));
+  const state = servers.map((server) => ({ server, done: 0, samples: [], live: [], non2xx: 0, errors: 0 }));
+  const live = async (s) => {
+    await s.server.gc();
+    s.live.push({ runs: s.done, heap: (await s.server.metrics()).runway_nodejs_heap_size_used_bytes, rss: s.server.rssKb() });
+  };
   const chunk = async (s, amount) => {
     const r = await autocannon({
       url: `${s.server.base}/runs`,
@@ -47,11 +56,13 @@ try {
     s.samples.push({ runs: s.done, rss: s.server.rssKb(), heap });
   };
   for (const s of state) await chunk(s, WARMUP);
+  for (const s of state) await live(s);
   const chunks = Math.ceil(RUNS / CHUNK);
   for (let i = 0; i < chunks; i++) {
     const amount = Math.min(CHUNK, RUNS - i * CHUNK);
     for (const s of i % 2 === 0 ? state : [...state].reverse()) await chunk(s, amount);
   }
+  for (const s of state) await live(s);
 
   console.log(`\nRSS soak: ${WARMUP} warm-up + ${RUNS} blocking echo runs (no delay, ${INPUT.split(' ').length} words) per server, ${CONNECTIONS} connections, ${pinned ? 'pinned' : 'not pinned'}; samples after the warm-up and every ${CHUNK} runs\n`);
   // (No runs/s here: autocannon's `amount` mode ends on its 1 s tick, so a chunk's time is coarse.)
@@ -73,6 +84,8 @@ try {
     console.log(
       `${s.server.build.label}: RSS median ${mb(m)}, range ${mb(Math.min(...rss))}–${mb(Math.max(...rss))}, largest deviation from the median ${(dev * 100).toFixed(1)}% (target ±10%: ${dev <= 0.1 ? 'met' : 'NOT met'}), last − first sample ${(drift * 100).toFixed(1)}%; non-2xx ${s.non2xx}, errors ${s.errors}`,
     );
+    const [a, b] = s.live;
+    console.log(`  after a full collection: at ${a.runs} runs heap used ${mb(a.heap / 1024)}, RSS ${mb(a.rss)}; at ${b.runs} runs heap used ${mb(b.heap / 1024)}, RSS ${mb(b.rss)}`);
   }
 } finally {
   for (const server of servers) await server.stop();

@@ -4,8 +4,7 @@
 // Every server started here is killed when the benchmark's process exits.
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -18,13 +17,30 @@ process.on('exit', () => {
   for (const child of children) child.kill('SIGKILL');
 });
 
-export async function freePort() {
-  const srv = createServer().listen(0, '127.0.0.1');
-  await once(srv, 'listening');
-  const { port } = srv.address();
-  srv.close();
-  await once(srv, 'close');
-  return port;
+/**
+ * The TCP port process `pid` listens on, from its socket inodes and /proc/net/tcp (Linux); undefined
+ * while it listens on none.
+ */
+export function listeningPort(pid) {
+  const inodes = new Set();
+  try {
+    for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+      try {
+        const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`));
+        if (m) inodes.add(m[1]);
+      } catch {
+        // closed meanwhile
+      }
+    }
+  } catch {
+    return undefined;
+  }
+  for (const line of readFileSync('/proc/net/tcp', 'utf8').split('\n').slice(1)) {
+    const f = line.trim().split(/\s+/);
+    // local_address st … inode; 0A = LISTEN
+    if (f[3] === '0A' && inodes.has(f[9])) return parseInt(f[1].split(':')[1], 16);
+  }
+  return undefined;
 }
 
 /** VmRSS of a process, in kB (Linux). */
@@ -61,13 +77,15 @@ export async function metrics(base) {
  *   s.rssKb(); await s.stop()
  */
 export async function startServer(build, { env = {}, pinned = false, nodeFlags = [], gcSignal = false } = {}) {
-  const port = await freePort();
   const flags = [...nodeFlags];
   if (gcSignal) flags.push('--expose-gc', '--require', join(import.meta.dirname, 'gc-on-signal.cjs'));
   const [command, ...args] = onServerCpu(pinned, [process.execPath, ...flags, build.server]);
   const child = spawn(command, args, {
     cwd: build.root,
-    env: { ...process.env, LOG_LEVEL: 'warn', ...env, PORT: String(port), HOST: '127.0.0.1' },
+    // Port 0: the server takes a free port itself and it is read back from /proc (a port picked here
+    // and freed before the server binds it could be taken meanwhile: the machine runs other test
+    // servers, and a probe would then reach one of theirs).
+    env: { ...process.env, LOG_LEVEL: 'warn', ...env, PORT: '0', HOST: '127.0.0.1' },
     // stdout is pino's log (a warning about the unconfigured LLM at every start): not shown.
     // stderr is passed on, its last 4 kB kept (a crash says why there).
     stdio: ['ignore', 'ignore', 'pipe'],
@@ -78,15 +96,26 @@ export async function startServer(build, { env = {}, pinned = false, nodeFlags =
     stderrTail = (stderrTail + buf.toString('utf8')).slice(-4096);
   });
   children.add(child);
-  child.once('exit', () => children.delete(child));
+  let stopping = false;
+  child.once('exit', (code, signal) => {
+    children.delete(child);
+    if (!stopping) console.error(`${build.label}: the server (pid ${child.pid}) exited on its own: ${code ?? signal}`);
+  });
+  let port;
+  for (let i = 0; port === undefined; i++) {
+    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`${build.label}: server exited with ${child.exitCode ?? child.signalCode}`);
+    if (i > 300) throw new Error(`${build.label}: server did not listen within 30 s`);
+    await sleep(100);
+    port = listeningPort(child.pid);
+  }
   const base = `http://127.0.0.1:${port}`;
   for (let i = 0; ; i++) {
-    if (child.exitCode !== null) throw new Error(`${build.label}: server exited with ${child.exitCode}`);
+    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`${build.label}: server exited with ${child.exitCode ?? child.signalCode}`);
     try {
       await (await fetch(`${base}/healthz`)).arrayBuffer();
       break;
     } catch {
-      if (i > 300) throw new Error(`${build.label}: server did not come up in 30 s`);
+      if (i > 100) throw new Error(`${build.label}: /healthz did not answer within 10 s`);
       await sleep(100);
     }
   }
@@ -117,6 +146,7 @@ export async function startServer(build, { env = {}, pinned = false, nodeFlags =
     async stop(graceMs = 5000) {
       if (child.exitCode !== null || child.signalCode !== null) return;
       const exited = once(child, 'exit');
+      stopping = true;
       child.kill('SIGTERM');
       const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
       await exited;
