@@ -20,12 +20,20 @@
 //
 // Extra Node flags for the servers (e.g. NODE_FLAGS="--cpu-prof --cpu-prof-dir=prof") go through
 // NODE_FLAGS. Results are printed as a Markdown table for BENCHMARKS.md.
+//
+// Against the previous build as well: BENCH_BASE=<commit> (e.g. `BENCH_BASE=2702415 npm run bench`)
+// builds that commit in a temporary worktree (bench/builds.mjs) and runs it next to this tree's
+// build, input by input, in the same interleaved rounds: Runway-base, Runway-head and the bare
+// route side by side, and each round's head/base ratio, whose median (with its 95% interval) is
+// the "at least 90% of the previous build" figure. Unset, nothing changes.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { createServer } from 'node:net';
-import { cpus } from 'node:os';
+import { cpus, loadavg } from 'node:os';
 import autocannon from 'autocannon';
+import { baseBuild } from './builds.mjs';
 import { onServerCpu, pinLoadGenerator } from './cpu-pinning.mjs';
+import { median, medianInterval } from './stats.mjs';
 
 const duration = Number(process.env.BENCH_DURATION ?? 3);
 const connections = Number(process.env.BENCH_CONNECTIONS ?? 50);
@@ -34,6 +42,10 @@ const rounds = Number(process.env.BENCH_ROUNDS ?? 10);
 const nodeFlags = (process.env.NODE_FLAGS ?? '').split(' ').filter(Boolean);
 
 const pinned = pinLoadGenerator();
+// The previous build, compiled in a temporary worktree (removed at exit), when asked for.
+const base = process.env.BENCH_BASE ? baseBuild(process.env.BENCH_BASE) : undefined;
+const loadNote = () => `load average ${loadavg().map((x) => x.toFixed(2)).join(' ')} at ${new Date().toISOString().slice(0, 19)}Z`;
+const loadAtStart = loadNote();
 
 async function freePort(): Promise<number> {
   const srv = createServer();
@@ -74,10 +86,11 @@ interface Target {
   results: Result[];
 }
 
-async function start(name: string, args: string[], env: Record<string, string>, probe: string, input: string): Promise<Target> {
+async function start(name: string, args: string[], env: Record<string, string>, probe: string, input: string, cwd?: string): Promise<Target> {
   const port = await freePort();
   const [command, ...rest] = onServerCpu(pinned, [process.execPath, ...nodeFlags, ...args]);
   const child = spawn(command, rest, {
+    cwd,
     env: { ...process.env, ...env, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn' },
     stdio: ['ignore', 'inherit', 'inherit'],
   });
@@ -96,16 +109,13 @@ const inputs = (process.env.BENCH_INPUTS ?? 'hello from the benchmark, one word 
 const targets: Target[] = [await start('bare Fastify route', ['--import', 'tsx', 'bench/bare-server.ts'], {}, '/runs', inputs[0]!)];
 for (const input of inputs) {
   // Runway runs from its build (`npm run bench` builds first), as `npm start` and the image do,
-  // on its default settings (10,000 finished runs retained: the warm-up fills the store).
-  targets.push(
-    await start(
-      `Runway POST /runs, echo (token_delay_ms 0), input of ${input.split(' ').length} word(s)`,
-      ['--enable-source-maps', 'dist/src/server.js'],
-      { RUNWAY_ECHO_DELAY_MS: '0', RUNWAY_CONFIG: 'config/runway.yaml' },
-      '/healthz',
-      input,
-    ),
-  );
+  // on its default settings (10,000 finished runs retained: the warm-up fills the store). The base
+  // build runs from its own worktree, with that tree's config file.
+  const what = `POST /runs, echo (token_delay_ms 0), input of ${input.split(' ').length} word(s)`;
+  const env = { RUNWAY_ECHO_DELAY_MS: '0', RUNWAY_CONFIG: 'config/runway.yaml' };
+  const args = ['--enable-source-maps', 'dist/src/server.js'];
+  if (base) targets.push(await start(`Runway-base (${base.commit.slice(0, 7)}) ${what}`, args, env, '/healthz', input, base.root));
+  targets.push(await start(`${base ? 'Runway-head (working tree) ' : 'Runway '}${what}`, args, env, '/healthz', input));
 }
 try {
   for (const t of targets) await burst(t, warmup);
@@ -120,7 +130,6 @@ try {
   }
 }
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
 const [bare, ...runway] = targets as [Target, ...Target[]];
 const ratios = runway.map((t) => t.results.map((r, i) => r.reqPerSec / bare.results[i]!.reqPerSec));
@@ -145,25 +154,21 @@ for (let round = 0; round < rounds; round++) {
   console.log(`| ${round + 1} | ${cells.join(' | ')} |`);
 }
 console.log('');
-/**
- * A 95% interval for the median of `xs`, by resampling the rounds (a bootstrap): how far the figure
- * could move on this machine with the same number of rounds. A fixed seed keeps it reproducible.
- */
-function medianInterval(xs: number[], draws = 4000): [number, number] {
-  // mulberry32
-  let state = 0x9e3779b9;
-  const random = () => {
-    state = (state + 0x6d2b79f5) | 0;
-    let t = Math.imul(state ^ (state >>> 15), 1 | state);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-  const medians: number[] = [];
-  for (let d = 0; d < draws; d++) medians.push(median(xs.map(() => xs[Math.floor(random() * xs.length)]!)));
-  medians.sort((a, b) => a - b);
-  return [medians[Math.floor(draws * 0.025)]!, medians[Math.floor(draws * 0.975)]!];
-}
 for (const [i, t] of runway.entries()) {
   const [lo, hi] = medianInterval(ratios[i]!);
   console.log(`median ratio, ${t.name}: ${pct(median(ratios[i]!))} of bare (95% interval of the median over rounds: ${pct(lo)}–${pct(hi)})`);
+}
+if (base) {
+  console.log(`\nstart: ${loadAtStart}; end: ${loadNote()} (other work on the machine shows here)`);
+  // Head against base, input by input: each round's ratio of the two, measured in the same round.
+  console.log('');
+  for (let i = 0; i + 1 < runway.length; i += 2) {
+    const [a, b] = [runway[i]!, runway[i + 1]!];
+    const headOfBase = b.results.map((r, round) => r.reqPerSec / a.results[round]!.reqPerSec);
+    const [lo, hi] = medianInterval(headOfBase);
+    const m = median(headOfBase);
+    console.log(
+      `median ratio, head of base (${base.commit.slice(0, 7)}), ${b.name.replace(/^Runway-head \(working tree\) /, '')}: ${pct(m)} (95% interval of the median over rounds: ${pct(lo)}–${pct(hi)}; rounds ${pct(Math.min(...headOfBase))}–${pct(Math.max(...headOfBase))})${m >= 0.9 ? '' : '  << below 90%'}`,
+    );
+  }
 }
