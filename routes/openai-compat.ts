@@ -1,7 +1,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { RunwayError } from '../src/core/errors.js';
-import { OpenStreams } from '../src/http/open-streams.js';
+import { OpenStreams, type StreamPlace } from '../src/http/open-streams.js';
 import { whenClientGone } from '../src/http/client-gone.js';
 import { withBodyPointers } from '../src/http/field-pointers.js';
 import type { SseStream } from '../src/http/sse.js';
@@ -83,11 +83,15 @@ async function v1Routes(app: FastifyInstance, options: OpenAiRoutesOptions): Pro
       if (!workflow) throw modelNotFound(body.model, 'body');
       refuseUnsupported(body);
       const input = workflowInput(workflow, body.messages);
-      if (body.stream === true) streams.refuseWhenFull(request.userId);
+      // A stream the cap would refuse must not leave a run behind: its place is taken before the run is made.
+      const place = body.stream === true ? streams.reserve(request.userId) : undefined;
       const session = runtime.session({ userId: request.userId, requestId: request.id, log: request.log });
       const handle = await session
         .run(input, { workflow: workflow.name, ...(body.metadata && { metadata: body.metadata }) })
-        .catch(withBodyPointers({ workflow: '/model', input: '/messages', metadata: '/metadata' }));
+        .catch((err: unknown) => {
+          place?.release();
+          return withBodyPointers({ workflow: '/model', input: '/messages', metadata: '/metadata' })(err);
+        });
       const run = handle.created;
       reply.header('x-runway-run-id', run.id);
 
@@ -95,7 +99,7 @@ async function v1Routes(app: FastifyInstance, options: OpenAiRoutesOptions): Pro
       const unwatch = whenClientGone(reply, () => void handle.cancel('client_disconnected'));
 
       if (body.stream === true) {
-        await streamCompletion(request, reply, handle, body.stream_options?.include_usage === true);
+        await streamCompletion(request, reply, handle, body.stream_options?.include_usage === true, place);
         return reply;
       }
       const finished = await handle.result();
@@ -122,7 +126,7 @@ async function v1Routes(app: FastifyInstance, options: OpenAiRoutesOptions): Pro
   /** The finish reason of the run's last LLM call (replayed from its log); `stop` without one. */
   async function lastFinishReason(handle: RunHandle): Promise<FinishReason> {
     let reason: string | null = null;
-    for await (const ev of handle.events(0)) {
+    for await (const ev of handle.replay()) {
       if (ev.type === 'step') reason = llmFinish(ev.data) ?? reason;
     }
     return finishReason(reason);
@@ -133,8 +137,8 @@ async function v1Routes(app: FastifyInstance, options: OpenAiRoutesOptions): Pro
    * per `token` event, the finish reason, the usage chunk when asked, then `[DONE]`. A run that
    * fails or is cancelled meanwhile ends the stream with an `{error}` frame, as OpenAI's does.
    */
-  function streamCompletion(request: FastifyRequest, reply: FastifyReply, handle: RunHandle, includeUsage: boolean): Promise<void> {
-    return streams.open(reply, (sse) => pipeChunks(request, sse, handle, includeUsage));
+  function streamCompletion(request: FastifyRequest, reply: FastifyReply, handle: RunHandle, includeUsage: boolean, place?: StreamPlace): Promise<void> {
+    return streams.open(reply, (sse) => pipeChunks(request, sse, handle, includeUsage), place);
   }
 
   async function pipeChunks(request: FastifyRequest, sse: SseStream, handle: RunHandle, includeUsage: boolean): Promise<void> {

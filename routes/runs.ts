@@ -6,7 +6,7 @@ import { isTerminalStatus } from '../src/core/run.js';
 import { wantsEventStream } from '../src/http/accept.js';
 import { whenClientGone } from '../src/http/client-gone.js';
 import { withBodyPointers } from '../src/http/field-pointers.js';
-import { OpenStreams } from '../src/http/open-streams.js';
+import { OpenStreams, type StreamPlace } from '../src/http/open-streams.js';
 import { type SseStream } from '../src/http/sse.js';
 import { runOutcomeError } from '../src/runtime/run-outcome.js';
 import type { RunOptions, Session } from '../src/runtime/session.js';
@@ -40,8 +40,8 @@ export async function runRoutes(app: FastifyInstance, options: RunRoutesOptions)
   const streams = new OpenStreams(app, options.sseKeepaliveMs);
 
   /** Writes a run's events as SSE frames on this response until the stream or the log ends. */
-  function streamEvents(reply: FastifyReply, runId: string, events: (signal: AbortSignal) => AsyncIterable<StoredEvent>): Promise<void> {
-    return streams.open(reply, (sse) => pipeEvents(reply, sse, runId, events(sse.signal)));
+  function streamEvents(reply: FastifyReply, runId: string, events: (signal: AbortSignal) => AsyncIterable<StoredEvent>, place?: StreamPlace): Promise<void> {
+    return streams.open(reply, (sse) => pipeEvents(reply, sse, runId, events(sse.signal)), place);
   }
 
   async function pipeEvents(reply: FastifyReply, sse: SseStream, runId: string, events: AsyncIterable<StoredEvent>): Promise<void> {
@@ -70,9 +70,14 @@ export async function runRoutes(app: FastifyInstance, options: RunRoutesOptions)
       if (body.metadata !== undefined) options.metadata = body.metadata;
       if (body.timeout_ms !== undefined) options.timeoutMs = body.timeout_ms;
       const streaming = !body.background && wantsEventStream(request.headers.accept);
-      // A stream the cap would refuse must not leave a run behind: refused before the run is made.
-      if (streaming) streams.refuseWhenFull(request.userId);
-      const run = await sessionOf(app, request).run(body.input, options).catch(withBodyPointers(BODY_FIELDS));
+      // A stream the cap would refuse must not leave a run behind: its place is taken before the run is made.
+      const place = streaming ? streams.reserve(request.userId) : undefined;
+      const run = await sessionOf(app, request)
+        .run(body.input, options)
+        .catch((err: unknown) => {
+          place?.release();
+          return withBodyPointers(BODY_FIELDS)(err);
+        });
       // The run as it is at this instant (usually still queued): its progress is at Location.
       if (body.background) return reply.code(202).header('location', `/runs/${run.id}`).send(run.snapshot());
 
@@ -82,7 +87,7 @@ export async function runRoutes(app: FastifyInstance, options: RunRoutesOptions)
       });
       if (streaming) {
         reply.header('location', `/runs/${run.id}`);
-        await streamEvents(reply, run.id, (signal) => run.events(0, signal));
+        await streamEvents(reply, run.id, (signal) => run.events(0, signal), place);
         return reply;
       }
       const finished = await run.result();
@@ -94,13 +99,15 @@ export async function runRoutes(app: FastifyInstance, options: RunRoutesOptions)
 
   r.get('/runs', { schema: { querystring: ListRunsQuery, response: { 200: RunPageJson } } }, async (request) => {
     const q = request.query;
-    const page = await sessionOf(app, request).list({
-      limit: q.limit,
-      ...(q.status !== undefined && { status: q.status }),
-      ...(q.workflow !== undefined && { workflow: q.workflow }),
-      ...(q.conversation_id !== undefined && { conversationId: q.conversation_id }),
-      ...(q.cursor !== undefined && { cursor: q.cursor }),
-    });
+    const page = await sessionOf(app, request)
+      .list({
+        limit: q.limit,
+        ...(q.status !== undefined && { status: q.status }),
+        ...(q.workflow !== undefined && { workflow: q.workflow }),
+        ...(q.conversation_id !== undefined && { conversationId: q.conversation_id }),
+        ...(q.cursor !== undefined && { cursor: q.cursor }),
+      })
+      .catch(withBodyPointers({ cursor: '/cursor' }, 'querystring'));
     return { data: page.data, next_cursor: page.nextCursor };
   });
 
@@ -118,7 +125,7 @@ export async function runRoutes(app: FastifyInstance, options: RunRoutesOptions)
     }
     // The client already has the terminal event: 204 makes a browser EventSource stop reconnecting.
     if (after === run.last_event_id && isTerminalStatus(run.status)) return reply.code(204).send();
-    await streamEvents(reply, run.id, (signal) => session.events(run.id, after, signal));
+    await streamEvents(reply, run.id, (signal) => session.events(run, after, signal));
     return reply;
   });
 

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { RUN_STATUSES } from '../src/core/run.js';
 
 /** `POST /runs` body. Unknown fields are refused so a typo does not silently change behaviour. */
 export const CreateRunBody = z
@@ -24,7 +25,7 @@ export const StreamQuery = z.object({
 });
 
 export const ListRunsQuery = z.object({
-  status: z.enum(['queued', 'running', 'succeeded', 'failed', 'cancelled']).optional(),
+  status: z.enum(RUN_STATUSES).optional(),
   workflow: z.string().min(1).max(64).optional(),
   conversation_id: z.string().min(1).max(128).optional(),
   limit: z.coerce.number().int().min(1).max(100).default(20),
@@ -55,7 +56,7 @@ export const RunJson = {
     workflow: { type: 'string' },
     user_id: { type: 'string' },
     conversation_id: nullableString,
-    status: { type: 'string', enum: ['queued', 'running', 'succeeded', 'failed', 'cancelled'] },
+    status: { type: 'string', enum: [...RUN_STATUSES] },
     input: {},
     output: {},
     error: {

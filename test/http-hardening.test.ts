@@ -573,6 +573,22 @@ describe('open SSE streams per user are capped', () => {
     await open.text();
   });
 
+  it('concurrent streaming POST /runs at the cap: one streams, the others are 429 and leave no run behind', async () => {
+    const { app, base } = await cappedApp(1);
+    const post = () =>
+      fetch(`${base}/runs`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', accept: 'text/event-stream', 'x-user-id': 'gina' },
+        body: JSON.stringify({ workflow: 'blocker', input: 'hold' }),
+      });
+    const answers = await Promise.all([post(), post(), post(), post(), post()]);
+    expect(answers.map((r) => r.status).sort()).toEqual([200, 429, 429, 429, 429]);
+    const runs = (await app.runtime.session({ userId: 'gina' }).list({ limit: 10 })).data;
+    expect(runs).toHaveLength(1);
+    await app.inject({ method: 'POST', url: `/runs/${runs[0]!.id}/cancel`, headers: { 'x-user-id': 'gina' } });
+    await Promise.all(answers.map((r) => r.text()));
+  });
+
   it('the runs streams and the /v1 streams count together', async () => {
     const { app, base } = await cappedApp(1);
     const run = await liveRun(app, 'dave');

@@ -60,6 +60,18 @@ describe('memory store retention', () => {
     expect(seen).toEqual(['run.queued', 'run.succeeded']);
   });
 
+  it("a run whose final status is written but not yet its terminal event reads with its writer's last_event_id (the terminal event's)", async () => {
+    const stores = makeStores();
+    const run = newRun();
+    await stores.runs.create(run);
+    await stores.events.append(run.id, [event(run.id, 1, 'run.queued'), event(run.id, 2, 'token')]);
+    await stores.runs.update(run.id, { status: 'succeeded', last_event_id: 3 }, ['queued']);
+    // A client resuming from event 2 must be told there is more (not 204), and then get event 3.
+    expect((await stores.runs.get(run.id))!.last_event_id).toBe(3);
+    await stores.events.append(run.id, [event(run.id, 3, 'run.succeeded')]);
+    expect((await stores.runs.get(run.id))!.last_event_id).toBe(3);
+  });
+
   it('the TTL sweep drops runs finished longer than run_ttl_s ago, and only those', async () => {
     let now = 1_000_000;
     const stores = makeStores({ runTtlS: 10, now: () => now });

@@ -266,9 +266,12 @@ describe('Runner: the end of a run', () => {
     expect(settled.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
     expect((settled[1] as PromiseRejectedResult).reason).toEqual(new Error('one caller fails'));
     expect(seen).toHaveLength(2);
-    for (const r of seen) expect(r).toBe(run);
+    for (const r of seen) expect(r).toEqual(run);
     // Asked after the end, it gives that same Run; the handle's snapshot and the store agree with it.
-    expect(await s.result()).toBe(run);
+    expect(await s.result()).toEqual(run);
+    // Each caller's Run is its own copy: one caller changing it changes nobody else's.
+    (seen[0] as { output: unknown }).output = 'changed by one caller';
+    expect((await s.result()).output).toEqual(run.output);
     expect(s.snapshot()).toEqual(run);
     expect(await storesOf(app).runs.get(s.id)).toEqual(run);
     await finishedLog(app, run);
@@ -692,7 +695,7 @@ describe('Runner cancellation and timeouts', () => {
     await running.promise;
     const run = await s.cancel('client_disconnected');
     expect(run.status).toBe('cancelled');
-    expect(await s.result()).toBe(run);
+    expect(await s.result()).toEqual(run);
     expect(s.abortCause).toBe('client_disconnected');
     const { terminal } = await finishedLog(app, run);
     expect(terminal.data).toEqual({ reason: 'client_disconnected' });
@@ -721,7 +724,7 @@ describe('Runner cancellation and timeouts', () => {
     expect(app.runtime.sessions.stats()).toMatchObject({ inFlight: 1, waiting: 2 });
     const gone = await leaving.cancel('client_disconnected');
     expect(gone).toMatchObject({ status: 'cancelled', started_at: null });
-    expect(await leaving.result()).toBe(gone);
+    expect(await leaving.result()).toEqual(gone);
     expect((await finishedLog(app, gone)).terminal.data).toEqual({ reason: 'client_disconnected' });
     expect(app.runtime.sessions.stats()).toMatchObject({ inFlight: 1, waiting: 1 });
     gate.resolve();

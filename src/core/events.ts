@@ -29,11 +29,6 @@ export function isTerminalEvent(type: string): type is TerminalEventType {
   return TERMINAL_EVENT_TYPES.has(type);
 }
 
-/** Whether `type` is one of EVENT_TYPES (own names only: `constructor` is not an event). */
-export function isEventType(type: unknown): type is RunEventType {
-  return (EVENT_TYPES as readonly unknown[]).includes(type);
-}
-
 /**
  * One event as stored: its id, its type, its time, and its data as JSON text, serialized once by
  * the run's recorder (DESIGN §12: finished events kept as live object graphs are the largest GC

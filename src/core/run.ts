@@ -27,9 +27,6 @@ export type TerminalStatus = 'succeeded' | 'failed' | 'cancelled';
 /** The statuses with no way out of them. */
 export const TERMINAL_STATUSES: ReadonlySet<RunStatus> = new Set(RUN_STATUSES.filter((s) => TRANSITIONS[s].length === 0));
 
-/** The statuses a run can still leave: queued, running, waiting. */
-export const ACTIVE_STATUSES: readonly RunStatus[] = RUN_STATUSES.filter((s) => !TERMINAL_STATUSES.has(s));
-
 export function isTerminalStatus(status: RunStatus): status is TerminalStatus {
   return TERMINAL_STATUSES.has(status);
 }
@@ -73,4 +70,21 @@ export interface Run {
   started_at: string | null;
   finished_at: string | null;
   last_event_id: number;
+}
+
+/** A copy of a JSON value: strings, numbers, booleans and null are immutable; anything else is copied. */
+export function copyJson<T>(value: T): T {
+  return value === null || typeof value !== 'object' ? value : (JSON.parse(JSON.stringify(value)) as T);
+}
+
+/** A copy of a Run that shares nothing mutable with it. */
+export function copyRun(run: Run): Run {
+  return {
+    ...run,
+    input: copyJson(run.input),
+    output: copyJson(run.output),
+    metadata: copyJson(run.metadata),
+    usage: { ...run.usage },
+    error: run.error === null ? null : { ...run.error },
+  };
 }

@@ -8,10 +8,10 @@ function escape(token: PropertyKey): string {
   return String(token).replace(/~/g, '~0').replace(/\//g, '~1');
 }
 
-/** The runtime's issues as field errors pointing into the request body. */
-export function issuesToErrors(issues: readonly FieldIssue[], fields: BodyFields = {}): FieldError[] {
+/** The runtime's issues as field errors pointing into the request body (or another part of it). */
+export function issuesToErrors(issues: readonly FieldIssue[], fields: BodyFields = {}, where: FieldError['in'] = 'body'): FieldError[] {
   return issues.map((issue) => ({
-    in: 'body',
+    in: where,
     pointer: (fields[issue.field] ?? `/${escape(issue.field)}`) + issue.path.map((p) => `/${escape(p)}`).join(''),
     message: issue.message,
   }));
@@ -23,9 +23,9 @@ export function issuesToErrors(issues: readonly FieldIssue[], fields: BodyFields
  * @example
  *   const run = await session.run(input).catch(withBodyPointers({ workflow: '/model' }))
  */
-export function withBodyPointers(fields: BodyFields): (err: unknown) => never {
+export function withBodyPointers(fields: BodyFields, where: FieldError['in'] = 'body'): (err: unknown) => never {
   return (err) => {
-    if (err instanceof RunwayError && err.issues !== undefined && err.errors === undefined) err.errors = issuesToErrors(err.issues, fields);
+    if (err instanceof RunwayError && err.issues !== undefined && err.errors === undefined) err.errors = issuesToErrors(err.issues, fields, where);
     throw err;
   };
 }

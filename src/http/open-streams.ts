@@ -24,14 +24,19 @@ function replyHeaders(reply: FastifyReply): Record<string, string | number | str
  * Streams count against their user's `runtime.max_streams_per_user` (`app.streamQuota`, shared
  * with the app's other OpenStreams): beyond it, `open()` streams nothing and rejects with a
  * `429 rate_limited` (with `Retry-After`) before hijacking, so the error handler answers it as any
- * problem. A route that would start work for the stream (a run) should call `refuseWhenFull`
+ * problem. A route that would start work for the stream (a run) should `reserve` a place
  * first, so nothing is started that cannot be streamed.
  *
  * @example
  *   const streams = new OpenStreams(app, keepaliveMs)   // registers its preClose hook: create it in the plugin
- *   streams.refuseWhenFull(request.userId)               // throws the 429 before the run is made
- *   await streams.open(reply, async (sse) => { await sse.write(': hello\n\n') })
+ *   const place = streams.reserve(request.userId)        // throws the 429 before the run is made
+ *   await streams.open(reply, async (sse) => { await sse.write(': hello\n\n') }, place)
  */
+/** A stream place taken ahead of `open()`; `release()` is idempotent. */
+export interface StreamPlace {
+  release(): void;
+}
+
 export class OpenStreams {
   private readonly open_ = new Map<SseStream, Promise<void>>();
   private readonly quota: StreamQuota;
@@ -55,32 +60,48 @@ export class OpenStreams {
     });
   }
 
-  /** Throws the `429 rate_limited` `open()` would reject with when `userId` holds as many streams as allowed. */
-  refuseWhenFull(userId: string): void {
-    const { maxPerUser } = this.quota;
-    if (maxPerUser > 0 && this.quota.count(userId) >= maxPerUser) throw this.quota.refusal();
+  /**
+   * Takes one of `userId`'s stream places now, or throws the `429 rate_limited` `open()` would
+   * reject with. For a route that starts work for the stream (a run) first: concurrent requests
+   * cannot all pass a check and then all start work. Hand the place to `open()`, or release it.
+   */
+  reserve(userId: string): StreamPlace {
+    if (!this.quota.acquire(userId)) throw this.quota.refusal();
+    let held = true;
+    return {
+      release: () => {
+        if (!held) return;
+        held = false;
+        this.quota.release(userId);
+      },
+    };
   }
 
   /**
-   * Streams on `reply` with `pipe`; resolves once the stream has ended (whatever ended it). Rejects
-   * at once, without touching the reply, when the user (`reply.request.userId`) is at the cap.
+   * Streams on `reply` with `pipe`; resolves once the stream has ended (whatever ended it). Without
+   * a `place` taken beforehand, rejects at once, without touching the reply, when the user
+   * (`reply.request.userId`) is at the cap.
    */
-  open(reply: FastifyReply, pipe: (sse: SseStream) => Promise<void>): Promise<void> {
-    const user = reply.request.userId;
-    if (!this.quota.acquire(user)) return Promise.reject(this.quota.refusal());
+  open(reply: FastifyReply, pipe: (sse: SseStream) => Promise<void>, reserved?: StreamPlace): Promise<void> {
+    let place: StreamPlace;
+    try {
+      place = reserved ?? this.reserve(reply.request.userId);
+    } catch (err) {
+      return Promise.reject(err);
+    }
     let sse: SseStream;
     try {
       reply.hijack();
       sse = new SseStream(reply.raw, replyHeaders(reply), this.keepaliveMs);
       this.app.metrics.trackSse(sse.signal);
     } catch (err) {
-      this.quota.release(user);
+      place.release();
       throw err;
     }
     const ended = pipe(sse).finally(() => {
       this.open_.delete(sse);
       // Before the response ends: a client that saw its stream end may open another at once.
-      this.quota.release(user);
+      place.release();
       sse.end();
     });
     this.open_.set(sse, ended);

@@ -3,6 +3,7 @@ import { performance } from 'node:perf_hooks';
 import { collectDefaultMetrics, Gauge, Registry } from 'prom-client';
 
 import type { RunEventType } from '../core/events.js';
+import { TERMINAL_STATUSES, type TerminalStatus } from '../core/run.js';
 import type { StepEventData } from '../core/context.js';
 import type { AdmissionStats } from '../runtime/session-manager.js';
 import { LocalCounter, LocalHistogram, type CounterSeries, type HistogramSeries } from './local-metrics.js';
@@ -19,8 +20,8 @@ export interface AdmissionSource {
 
 export type RejectionCode = 'queue_full' | 'queue_timeout' | 'shutting_down';
 const REJECTION_CODES: readonly RejectionCode[] = ['queue_full', 'queue_timeout', 'shutting_down'];
-const FINAL_STATUSES = ['succeeded', 'failed', 'cancelled'] as const;
-type FinalStatus = (typeof FINAL_STATUSES)[number];
+const FINAL_STATUSES = [...TERMINAL_STATUSES] as TerminalStatus[];
+type FinalStatus = TerminalStatus;
 
 const RUN_SECONDS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300];
 const WAIT_SECONDS = [0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];

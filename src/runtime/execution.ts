@@ -49,6 +49,8 @@ async function attempt(parts: ExecutionParts, onPermit: (permit: Permit) => void
     onPermit(await parts.place.start(() => scope.signal));
     if (scope.abortCause !== undefined) throw new RunAbortedError(scope.abortCause);
     if (!(await recorder.transition('running', { started_at: new Date().toISOString() }))) return undefined;
+    // Cancelled while the transition was being written: the workflow is never started.
+    if (scope.abortCause !== undefined) throw new RunAbortedError(scope.abortCause);
     recorder.emit('run.started', undefined);
     deadline = parts.deadlines.add(parts.timeoutMs, () => scope.abort('timeout'));
     root = scope.startWorkflowStep(input);
@@ -56,8 +58,13 @@ async function attempt(parts: ExecutionParts, onPermit: (permit: Permit) => void
     if (scope.abortCause !== undefined) throw new RunAbortedError(scope.abortCause);
     // A workflow that returns nothing succeeded with no output: `null`, as the Run schema has it.
     const output = returned === undefined ? null : returned;
-    if (scope.conversation !== undefined) await scope.conversation.commit(scope.run_id);
     root.end({ output });
+    if (scope.conversation !== undefined) {
+      // Only a run that succeeds adds to its conversation: every event written first, the last included.
+      await recorder.flushed();
+      if (recorder.writeFailure !== undefined) throw recorder.writeFailure;
+      await scope.conversation.commit(scope.run_id);
+    }
     return { status: 'succeeded', output };
   } catch (err) {
     const outcome = classify(scope, recorder, err);

@@ -1,5 +1,5 @@
 import type { RunEvent, StoredEvent } from '../core/events.js';
-import type { CancelReason, Run } from '../core/run.js';
+import { copyRun, type CancelReason, type Run } from '../core/run.js';
 import type { EventLog } from '../store/event-log.js';
 import type { LiveRun } from './runner.js';
 import type { AbortCause } from './run-scope.js';
@@ -33,9 +33,9 @@ export class RunHandle {
     return this.live.recorder.snapshot();
   }
 
-  /** The finished Run, once its terminal event is written. */
-  result(): Promise<Run> {
-    return this.live.done;
+  /** The finished Run (a copy of its own for each caller), once its terminal event is written. */
+  async result(): Promise<Run> {
+    return copyRun(await this.live.done);
   }
 
   /** Why the run's signal fired, when it did (a shutdown, a client that left, its time limit…). */
@@ -46,12 +46,17 @@ export class RunHandle {
   /** Cancels the run (queued or running) and resolves to it once its terminal event is written. */
   cancel(reason: CancelReason = 'user'): Promise<Run> {
     this.live.scope.abort(reason);
-    return this.live.done;
+    return this.result();
   }
 
   /** The events after `afterId` as stored (their JSON text), replayed then followed to the end. */
   events(afterId = 0, signal?: AbortSignal): AsyncIterable<StoredEvent> {
     return this.log.read(this.live.id, afterId, signal === undefined ? {} : { signal });
+  }
+
+  /** The events recorded so far, as stored: a replay that does not wait for more. */
+  replay(afterId = 0): AsyncIterable<StoredEvent> {
+    return this.log.read(this.live.id, afterId, { follow: false });
   }
 
   /** The events after `afterId`, parsed, replayed then followed to the terminal event. */

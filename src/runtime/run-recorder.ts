@@ -154,13 +154,21 @@ export class RunRecorder {
     Object.assign(this.run, final);
     const type = terminalEventType(end.status);
     const terminal: StoredEvent = { id, type, time: this.isoNow(), data: dataJson };
-    await this.options.events.append(this.run.id, [terminal]).catch((err: unknown) => this.retryTerminal(terminal, err));
+    try {
+      await this.options.events.append(this.run.id, [terminal]).catch((err: unknown) => this.retryTerminal(terminal, err));
+    } finally {
+      // The run has ended either way (its status is final): observers release what they hold for it.
+      this.options.observers.notify(this.run.id, type, data);
+    }
     this.lastId = this.ackedId = id;
-    this.options.observers.notify(this.run.id, type, data);
     return this.snapshot();
   }
 
   /** Resolves once every event recorded so far has been written (or writing has failed). */
+  async flushed(): Promise<void> {
+    if (this.writing !== undefined) await this.flush();
+  }
+
   private async flush(): Promise<void> {
     while (this.writing !== undefined) await this.writing;
   }

@@ -1,6 +1,6 @@
 import { RunwayError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
-import { isTerminalStatus, zeroUsage, type CancelReason, type Run } from '../core/run.js';
+import { copyJson, copyRun, isTerminalStatus, zeroUsage, type CancelReason, type Run } from '../core/run.js';
 import type { RunQueue } from '../queue/run-queue.js';
 import type { Stores } from '../store/stores.js';
 import type { Workflow } from '../workflows/workflow.js';
@@ -95,25 +95,20 @@ export class Runner {
       user_id: spec.userId,
       conversation_id: spec.conversationId,
       status: 'queued',
-      input: spec.input,
+      // The run's own copies: neither the caller nor the workflow can change what it records.
+      input: copyJson(spec.input),
       output: null,
       error: null,
       usage: zeroUsage(),
-      metadata: spec.metadata,
+      metadata: copyJson(spec.metadata),
       created_at: new Date().toISOString(),
       started_at: null,
       finished_at: null,
       last_event_id: 0,
     };
-    try {
-      await stores.runs.create(run);
-    } catch (err) {
-      place.cancel();
-      throw err;
-    }
     const log = spec.log ?? this.options.log;
     let scope: RunScope | undefined;
-    // The store has its own copy: from here on the recorder holds the only mutable one.
+    // The store makes its own copy: from here on the recorder holds the only mutable one.
     const recorder = new RunRecorder(run, {
       runs: stores.runs,
       events: stores.events,
@@ -129,8 +124,16 @@ export class Runner {
     );
     scope.conversation = spec.conversation;
     const live: LiveRun = { id: run.id, scope, recorder, done: undefined as unknown as Promise<Run> };
-    // Findable before its first event: observers (tracing) look its context up on run.queued.
+    // Live before the record exists anywhere: a cancel that finds the run in the store (another
+    // replica listing it, say) while its creation is still being acknowledged reaches it.
     this.live.set(run.id, live);
+    try {
+      await stores.runs.create(run);
+    } catch (err) {
+      this.live.delete(run.id);
+      place.cancel();
+      throw err;
+    }
     recorder.emit('run.queued', { workflow: run.workflow });
     // Shutdown began while the record was being written: cancel it like a queued run.
     if (this.draining) scope.abort('shutdown');
@@ -170,7 +173,12 @@ export class Runner {
     }
     await this.options.stores.bus.publish({ type: 'cancel', runId: run.id });
     const live = this.live.get(run.id);
-    if (live) return live.done;
+    if (live) {
+      const final = await live.done;
+      // It ended another way while the cancel was on its way: as for any finished run, a conflict.
+      if (final.status !== 'cancelled') throw new RunwayError('conflict', `Run ${run.id} already ${final.status}`, { runId: run.id });
+      return copyRun(final);
+    }
     return (await this.options.stores.runs.get(run.id)) ?? run;
   }
 

@@ -121,9 +121,13 @@ export class Session {
     return this.parts.runner.cancel(await this.get(runId));
   }
 
-  /** The events of the user's run after `afterId`: replayed, then followed to the terminal event. */
-  async *events(runId: string, afterId: number, signal?: AbortSignal): AsyncGenerator<StoredEvent> {
-    await this.get(runId);
+  /**
+   * The events of the user's run after `afterId`: replayed, then followed to the terminal event.
+   * Given the Run this session has just read (`get`), it is not looked up again.
+   */
+  async *events(run: string | Run, afterId: number, signal?: AbortSignal): AsyncGenerator<StoredEvent> {
+    const runId = typeof run === 'string' ? (await this.get(run)).id : run.id;
+    if (typeof run !== 'string' && run.user_id !== this.userId) throw new RunwayError('not_found', `Run ${runId} does not exist`);
     yield* this.parts.stores.events.read(runId, afterId, signal === undefined ? {} : { signal });
   }
 

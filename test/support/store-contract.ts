@@ -201,6 +201,22 @@ export function describeStoreContract(name: string, make: () => Stores | Promise
         for (const seen of all) expect(seen).toEqual(all[0]);
       });
 
+      it('a read from an id far past the end ends at once, on a live log as on a finished one', async () => {
+        const s = await open();
+        const run = newRun();
+        await s.runs.create(run);
+        await s.events.append(run.id, [event(run.id, 1, 'run.queued')]);
+        const far = 999_999_999_999_999;
+        const got: number[] = [];
+        const following = (async () => {
+          for await (const ev of s.events.read(run.id, far)) got.push(ev.id);
+        })();
+        await s.events.append(run.id, [event(run.id, 2, 'token'), event(run.id, 3, 'run.succeeded')]);
+        await following;
+        expect(got).toEqual([]);
+        expect(await readAll(s, run.id, far)).toEqual([]);
+      });
+
       it('a follower whose signal aborts while waiting ends; an unknown run ends at once', async () => {
         const s = await open();
         const run = newRun();

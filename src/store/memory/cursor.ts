@@ -10,7 +10,7 @@ export function decodeCursor(cursor: string): number {
   const match = /^s:(\d{1,15})$/.exec(Buffer.from(cursor, 'base64url').toString('utf8'));
   if (!match) {
     throw new RunwayError('invalid_request', 'cursor is not one this server issued', {
-      errors: [{ in: 'querystring', pointer: '/cursor', message: 'Invalid cursor' }],
+      issues: [{ field: 'cursor', path: [], message: 'Invalid cursor' }],
     });
   }
   return Number(match[1]);

@@ -73,6 +73,8 @@ export class RunLog {
   }
 
   private *readSealed(from: number): Generator<StoredEvent> {
+    // A reader may ask from any id (a client's Last-Event-ID): past the end there is nothing to skip to.
+    if (from >= this.count) return;
     const text = this.sealed;
     let at = 0;
     for (let skip = 0; skip < from; skip++) at = lineEnd(text, at) + 1;

@@ -1,4 +1,4 @@
-import { isTerminalStatus, type Run, type RunStatus } from '../../core/run.js';
+import { copyJson, copyRun, isTerminalStatus, type Run, type RunStatus } from '../../core/run.js';
 import { RunExistsError } from '../store-errors.js';
 import { RunLog } from './run-log.js';
 
@@ -92,7 +92,9 @@ export class RunTable {
   /** The run of a record, a fresh copy, with `last_event_id` from its log. */
   run(record: RunRecord): Run {
     const run = record.live === undefined ? (JSON.parse(record.json) as Run) : copyRun(record.live);
-    run.last_event_id = record.log.lastId;
+    // A final run whose terminal event is still being written reads as its writer set it (the
+    // terminal event's id): a client resuming from the event before it gets that event, not a 204.
+    run.last_event_id = isTerminalStatus(record.status) && !record.log.terminal ? Math.max(run.last_event_id, record.log.lastId) : record.log.lastId;
     return run;
   }
 
@@ -161,23 +163,6 @@ export class RunTable {
     if (--user.live === 0) this.byUser.delete(record.userId);
     else if (user.records.length > 64 && user.live * 2 < user.records.length) compact(user);
   }
-}
-
-/** A copy of a JSON value: strings, numbers, booleans and null are immutable, anything else is copied. */
-function copyJson<T>(value: T): T {
-  return value === null || typeof value !== 'object' ? value : (JSON.parse(JSON.stringify(value)) as T);
-}
-
-/** A copy of a Run that shares nothing mutable with it. */
-function copyRun(run: Run): Run {
-  return {
-    ...run,
-    input: copyJson(run.input),
-    output: copyJson(run.output),
-    metadata: copyJson(run.metadata),
-    usage: { ...run.usage },
-    error: run.error === null ? null : { ...run.error },
-  };
 }
 
 /** Drops the holes of a user's list, renumbering the slots (amortised: only when most are holes). */
