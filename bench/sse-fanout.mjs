@@ -263,7 +263,7 @@ function verify(group, lastEventId) {
 const wordsOf = (n) => Array.from({ length: n }, (_, i) => `w${i}`).join(' ');
 
 async function measure(build, pinned) {
-  const server = await startServer(build, { pinned, gcSignal: true, env: { RUNWAY_ECHO_DELAY_MS: String(DELAY_MS), RUNWAY_RUN_TIMEOUT_MS: String(WORDS * DELAY_MS + 300_000) } });
+  const server = await startServer(build, { pinned, gcSignal: true, env: { RUNWAY_ECHO_DELAY_MS: String(DELAY_MS), RUNWAY_RUN_TIMEOUT_MS: String(WORDS * DELAY_MS + 300_000), RUNWAY_MAX_STREAMS_PER_USER: '0' } });
   try {
     // Warm-up: a short live run followed to its end by WARMUP followers.
     const warm = await request(server.base, 'POST', '/runs', { input: wordsOf(20), workflow: 'echo', background: true });

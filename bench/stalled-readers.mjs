@@ -160,7 +160,7 @@ function nodeReaders(port, path, count) {
 async function measure(build, pinned, log) {
   const server = await startServer(build, {
     pinned,
-    env: { RUNWAY_ECHO_DELAY_MS: '0', RUNWAY_MAX_EVENTS_PER_RUN: String(log.words + 100), RUNWAY_BODY_LIMIT_BYTES: String(Math.max(1 << 20, log.words * (log.chars + 16))) },
+    env: { RUNWAY_MAX_STREAMS_PER_USER: '0', RUNWAY_ECHO_DELAY_MS: '0', RUNWAY_MAX_EVENTS_PER_RUN: String(log.words + 100), RUNWAY_BODY_LIMIT_BYTES: String(Math.max(1 << 20, log.words * (log.chars + 16))) },
   });
   let readers;
   try {

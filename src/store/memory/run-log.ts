@@ -4,16 +4,17 @@ import { EventIdConflictError, RunEndedError } from '../store-errors.js';
 /**
  * One run's event log in memory, kept as text (DESIGN §12: events as live object graphs are the
  * largest GC cost). While the run executes, the events as they came; once the terminal event is
- * in, the log is sealed into one flat string, one `type<TAB>time<TAB>data` line per event (data is
- * JSON text, which holds no raw tab or line break): the heap holds one string far more cheaply than
- * many small objects, and the envelope every event shares is not kept per event. Every reader of a
- * finished run reads that same string, one event at a time: a reader costs the event it holds,
- * never a copy of the log.
+ * in, the log is sealed into one UTF-8 buffer, one `type<TAB>time<TAB>data` line per event (data is
+ * JSON text, which holds no raw tab or line break), and the envelope every event shares is not kept
+ * per event. A buffer's bytes are outside the JavaScript heap: the thousands of finished runs
+ * retention keeps are neither copied by young-generation collections while they age nor grow the
+ * old generation between major ones (BENCHMARKS.md). Every reader of a finished run reads that
+ * same buffer, one event at a time: a reader costs the event it holds, never a copy of the log.
  */
 export class RunLog {
   private live: StoredEvent[] | undefined = [];
   private count = 0;
-  private sealed = '';
+  private sealed: Buffer | undefined;
   private waiters: Set<() => void> | undefined;
   terminal = false;
   /** Dropped by retention: no event will come any more. */
@@ -41,7 +42,7 @@ export class RunLog {
     this.count += events.length;
     if (isTerminalEvent(events[events.length - 1]!.type)) {
       this.terminal = true;
-      this.sealed = this.live!.map((ev) => `${ev.type}\t${ev.time}\t${ev.data}`).join('\n');
+      this.sealed = Buffer.from(this.live!.map((ev) => `${ev.type}\t${ev.time}\t${ev.data}`).join('\n'));
       this.live = undefined;
     }
     this.wake();
@@ -75,14 +76,15 @@ export class RunLog {
   private *readSealed(from: number): Generator<StoredEvent> {
     // A reader may ask from any id (a client's Last-Event-ID): past the end there is nothing to skip to.
     if (from >= this.count) return;
-    const text = this.sealed;
+    const buf = this.sealed!;
     let at = 0;
-    for (let skip = 0; skip < from; skip++) at = lineEnd(text, at) + 1;
+    for (let skip = 0; skip < from; skip++) at = lineEnd(buf, at) + 1;
     for (let id = from + 1; id <= this.count; id++) {
-      const end = lineEnd(text, at);
-      const tab1 = text.indexOf('\t', at);
-      const tab2 = text.indexOf('\t', tab1 + 1);
-      yield { id, type: text.slice(at, tab1) as RunEventType, time: text.slice(tab1 + 1, tab2), data: text.slice(tab2 + 1, end) };
+      const end = lineEnd(buf, at);
+      const tab1 = buf.indexOf(TAB, at);
+      const tab2 = buf.indexOf(TAB, tab1 + 1);
+      // Type and time are ASCII; data is UTF-8 (a multi-byte character never holds a tab or LF byte).
+      yield { id, type: buf.toString('latin1', at, tab1) as RunEventType, time: buf.toString('latin1', tab1 + 1, tab2), data: buf.toString('utf8', tab2 + 1, end) };
       at = end + 1;
     }
   }
@@ -111,7 +113,10 @@ export class RunLog {
   }
 }
 
-function lineEnd(text: string, from: number): number {
-  const end = text.indexOf('\n', from);
-  return end < 0 ? text.length : end;
+const TAB = 0x09;
+const LF = 0x0a;
+
+function lineEnd(buf: Buffer, from: number): number {
+  const end = buf.indexOf(LF, from);
+  return end < 0 ? buf.length : end;
 }

@@ -13,8 +13,8 @@ export interface RetentionOptions {
 
 /**
  * One run as the memory store keeps it: its own copy of the Run while it is live, the Run's JSON
- * text once it has finished (one flat string: the heap holds it far more cheaply than the object
- * graph, and nothing can change it any more), the fields lists filter on, and its event log.
+ * text once it has finished (in a buffer: nothing can change it any more, and its bytes stay out of
+ * the heap), the fields lists filter on, and its event log.
  */
 export interface RunRecord {
   readonly id: string;
@@ -26,8 +26,8 @@ export interface RunRecord {
   status: RunStatus;
   /** The store's own copy, while the run is live. */
   live: Run | undefined;
-  /** The Run's JSON text, once it has finished. */
-  json: string;
+  /** The Run's JSON text in UTF-8, once it has finished (its bytes outside the heap, as its log's). */
+  json: Buffer | undefined;
   readonly log: RunLog;
   /** Where it stands in its user's list. */
   slot: number;
@@ -72,7 +72,7 @@ export class RunTable {
       seq: ++this.seq,
       status: run.status,
       live: copyRun(run),
-      json: '',
+      json: undefined,
       log: new RunLog(run.id),
       slot: 0,
       finished: false,
@@ -91,7 +91,7 @@ export class RunTable {
 
   /** The run of a record, a fresh copy, with `last_event_id` from its log. */
   run(record: RunRecord): Run {
-    const run = record.live === undefined ? (JSON.parse(record.json) as Run) : copyRun(record.live);
+    const run = record.live === undefined ? (JSON.parse(record.json!.toString()) as Run) : copyRun(record.live);
     // A final run whose terminal event is still being written reads as its writer set it (the
     // terminal event's id): a client resuming from the event before it gets that event, not a 204.
     run.last_event_id = isTerminalStatus(record.status) && !record.log.terminal ? Math.max(run.last_event_id, record.log.lastId) : record.log.lastId;
@@ -111,7 +111,7 @@ export class RunTable {
     record.status = run.status;
     if (isTerminalStatus(run.status)) {
       // Final: kept as its text from now on.
-      record.json = JSON.stringify(run);
+      record.json = Buffer.from(JSON.stringify(run));
       record.live = undefined;
     } else {
       record.live = run;
