@@ -1,7 +1,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { RunwayError } from '../src/core/errors.js';
-import { eventJson, type StoredEvent } from '../src/core/events.js';
+import { eventJsonParts, type StoredEvent } from '../src/core/events.js';
 import { isTerminalStatus } from '../src/core/run.js';
 import { wantsEventStream } from '../src/http/accept.js';
 import { whenClientGone } from '../src/http/client-gone.js';
@@ -28,6 +28,15 @@ function resumeAfter(request: FastifyRequest, after: string | undefined): number
   return Number(header.trim());
 }
 
+/**
+ * What a stream needs of the run it follows. Read in a function of its own: the Run itself (its
+ * input and output can be megabytes) must not stay in the frame of a handler that streams for hours.
+ */
+async function streamedRun(session: Session, runId: string): Promise<{ id: string; user_id: string; lastEventId: number; finished: boolean }> {
+  const run = await session.get(runId);
+  return { id: run.id, user_id: run.user_id, lastEventId: run.last_event_id, finished: isTerminalStatus(run.status) };
+}
+
 /** The calling user's view of the runtime. */
 function sessionOf(app: FastifyInstance, request: FastifyRequest): Session {
   return app.runtime.session({ userId: request.userId, requestId: request.id, log: request.log });
@@ -47,7 +56,7 @@ export async function runRoutes(app: FastifyInstance, options: RunRoutesOptions)
   async function pipeEvents(reply: FastifyReply, sse: SseStream, runId: string, events: AsyncIterable<StoredEvent>): Promise<void> {
     try {
       for await (const ev of events) {
-        if (!(await sse.writeEvent(ev.id, ev.type, eventJson(runId, ev)))) break;
+        if (!(await sse.writeEvent(ev.id, ev.type, eventJsonParts(runId, ev)))) break;
       }
     } catch (err) {
       reply.log.error({ err }, 'event stream failed');
@@ -116,15 +125,15 @@ export async function runRoutes(app: FastifyInstance, options: RunRoutesOptions)
   // No HEAD twin: it would follow the run to its end with every frame thrown away.
   r.get('/runs/:id/stream', { exposeHeadRoute: false, schema: { params: RunParams, querystring: StreamQuery } }, async (request, reply) => {
     const session = sessionOf(app, request);
-    const run = await session.get(request.params.id);
+    const run = await streamedRun(session, request.params.id);
     const after = resumeAfter(request, request.query.after);
-    if (after > run.last_event_id && isTerminalStatus(run.status)) {
-      throw new RunwayError('invalid_request', `Event ${after} is beyond the run's last event (${run.last_event_id})`, {
+    if (after > run.lastEventId && run.finished) {
+      throw new RunwayError('invalid_request', `Event ${after} is beyond the run's last event (${run.lastEventId})`, {
         errors: [{ in: 'headers', pointer: '/last-event-id', message: 'Unknown event id' }],
       });
     }
     // The client already has the terminal event: 204 makes a browser EventSource stop reconnecting.
-    if (after === run.last_event_id && isTerminalStatus(run.status)) return reply.code(204).send();
+    if (after === run.lastEventId && run.finished) return reply.code(204).send();
     await streamEvents(reply, run.id, (signal) => session.events(run, after, signal));
     return reply;
   });

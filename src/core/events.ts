@@ -51,7 +51,15 @@ export interface StoredEvent {
  *   eventJson(runId, ev)   // '{"id":7,"run_id":"…","type":"token","time":"…","data":{"delta":"Hel","step_id":"s1"}}'
  */
 export function eventJson(runId: string, ev: StoredEvent): string {
-  return `{"id":${ev.id},"run_id":${JSON.stringify(runId)},"type":"${ev.type}","time":"${ev.time}","data":${ev.data}}`;
+  return eventJsonParts(runId, ev).join('');
+}
+
+/**
+ * `eventJson` in three parts, the data in the middle as it is: a writer can send a large event's
+ * data in pieces without first copying it into one string with its envelope.
+ */
+export function eventJsonParts(runId: string, ev: StoredEvent): [string, string, string] {
+  return [`{"id":${ev.id},"run_id":${JSON.stringify(runId)},"type":"${ev.type}","time":"${ev.time}","data":`, ev.data, '}'];
 }
 
 /** One event as an embedder reads it (`run.stream()`): the parsed form of `eventJson`. */

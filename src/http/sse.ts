@@ -75,19 +75,23 @@ export class SseStream {
 
   /**
    * Writes one event frame (`id:`, `event:`, `data:` of JSON text that holds no line break, as
-   * JSON.stringify writes it). A large event goes out in pieces, each after the last has drained,
-   * so a reader that stopped reading holds at most one piece in server memory, not the event.
+   * JSON.stringify writes it, given in parts). A large part goes out in pieces, each after the last
+   * has drained, so a reader that stopped reading holds at most one piece in server memory beyond
+   * the event itself, never a second copy of the event joined to its envelope.
    */
-  async writeEvent(id: number, event: string, json: string): Promise<boolean> {
-    if (json.length <= PIECE || LINE_BREAK.test(json)) return this.write(sseFrame({ id, event, data: json }));
+  async writeEvent(id: number, event: string, parts: readonly string[]): Promise<boolean> {
+    const size = parts.reduce((n, p) => n + p.length, 0);
+    if (size <= PIECE || parts.some((p) => LINE_BREAK.test(p))) return this.write(sseFrame({ id, event, data: parts.join('') }));
     if (!(await this.write(`id: ${id}\nevent: ${event}\ndata: `))) return false;
-    for (let at = 0; at < json.length; ) {
-      let end = Math.min(at + PIECE, json.length);
-      // Never between the halves of a surrogate pair: each piece is encoded to UTF-8 on its own.
-      const last = json.charCodeAt(end - 1);
-      if (end < json.length && last >= 0xd800 && last <= 0xdbff) end--;
-      if (!(await this.write(json.slice(at, end)))) return false;
-      at = end;
+    for (const part of parts) {
+      for (let at = 0; at < part.length; ) {
+        let end = Math.min(at + PIECE, part.length);
+        // Never between the halves of a surrogate pair: each piece is encoded to UTF-8 on its own.
+        const last = part.charCodeAt(end - 1);
+        if (end < part.length && last >= 0xd800 && last <= 0xdbff) end--;
+        if (!(await this.write(part.slice(at, end)))) return false;
+        at = end;
+      }
     }
     return this.write('\n\n');
   }

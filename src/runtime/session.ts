@@ -125,10 +125,17 @@ export class Session {
    * The events of the user's run after `afterId`: replayed, then followed to the terminal event.
    * Given the Run this session has just read (`get`), it is not looked up again.
    */
-  async *events(run: string | Run, afterId: number, signal?: AbortSignal): AsyncGenerator<StoredEvent> {
-    const runId = typeof run === 'string' ? (await this.get(run)).id : run.id;
-    if (typeof run !== 'string' && run.user_id !== this.userId) throw new RunwayError('not_found', `Run ${runId} does not exist`);
-    yield* this.parts.stores.events.read(runId, afterId, signal === undefined ? {} : { signal });
+  events(run: string | Pick<Run, 'id' | 'user_id'>, afterId: number, signal?: AbortSignal): AsyncIterable<StoredEvent> {
+    const read = (runId: string) => this.parts.stores.events.read(runId, afterId, signal === undefined ? {} : { signal });
+    if (typeof run !== 'string') {
+      if (run.user_id !== this.userId) throw new RunwayError('not_found', `Run ${run.id} does not exist`);
+      // The log's own iterator: every parked follower holds each layer wrapped around it.
+      return read(run.id);
+    }
+    const session = this;
+    return (async function* () {
+      yield* read((await session.get(run)).id);
+    })();
   }
 
   /** The user's conversation; another user's (or an unknown one) is `not_found`. */

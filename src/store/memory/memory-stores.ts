@@ -51,6 +51,8 @@ export class MemoryRunStore implements RunStore {
   async ping(): Promise<void> {}
 }
 
+const NO_EVENTS: AsyncIterable<StoredEvent> = { [Symbol.asyncIterator]: () => ({ next: async () => ({ done: true, value: undefined }) }) };
+
 /** `EventLog` over the memory store's run table: a run's log exists from its creation on. */
 export class MemoryEventLog implements EventLog {
   constructor(private readonly table: RunTable) {}
@@ -62,12 +64,12 @@ export class MemoryEventLog implements EventLog {
     this.table.settle(record);
   }
 
-  async *read(runId: string, afterId: number, options: ReadOptions = {}): AsyncGenerator<StoredEvent> {
+  read(runId: string, afterId: number, options: ReadOptions = {}): AsyncIterable<StoredEvent> {
     // The log is held for the whole read: a run dropped by retention while a reader is still
-    // catching up keeps its events for that reader.
+    // catching up keeps its events for that reader. (Its own iterator, not one wrapped in another:
+    // each layer of async generator is held, with its pending promise, by every parked follower.)
     const log = this.table.get(runId)?.log;
-    if (log === undefined) return;
-    yield* log.read(afterId, options.follow ?? true, options.signal);
+    return log === undefined ? NO_EVENTS : log.read(afterId, options.follow ?? true, options.signal);
   }
 
   /** Readers parked on a run's log (tests prove a reader that left is no longer subscribed). */
