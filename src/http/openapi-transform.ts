@@ -1,4 +1,5 @@
 import type { RouteOptions } from 'fastify';
+import { EVENT_TYPES } from '../core/events.js';
 import { jsonSchemaTransform } from 'fastify-type-provider-zod';
 import { ERROR_CODES, type ErrorCode } from '../core/errors.js';
 
@@ -87,7 +88,7 @@ const ROUTE_DOCS: Record<string, { summary: string; description?: string; tags: 
     summary: "Follow a run's events (Server-Sent Events)",
     description:
       'Replays the events after `Last-Event-ID` (header) or `?after=N`, then follows live and closes after the terminal ' +
-      'event. Frames: `id: N`, `event: run.queued|run.started|token|step|run.succeeded|run.failed|run.cancelled`, ' +
+      `event. Frames: \`id: N\`, \`event: ${EVENT_TYPES.join('|')}\`, ` +
       '`data: {id, run_id, type, time, data}`. `204` when `Last-Event-ID` is already the terminal event.',
     tags: ['runs'],
   },
@@ -113,7 +114,7 @@ const ROUTE_DOCS: Record<string, { summary: string; description?: string; tags: 
 const ROUTE_SUCCESS: Record<string, Record<string, Schema>> = {
   'POST /runs': {
     200: { content: { 'text/event-stream': { schema: { type: 'string', description: 'With `Accept: text/event-stream`' } } } },
-    202: { description: 'Accepted (`background: true`): the run, queued', headers: { location: { type: 'string', description: '`/runs/{id}`' } } },
+    202: { description: 'Accepted (`background: true`): the run as it is at that instant (usually `queued`; a fast workflow may already be `running` or finished): follow `Location` or its stream', headers: { location: { type: 'string', description: '`/runs/{id}`' } } },
   },
   'GET /runs/:id/stream': {
     200: { description: 'The event stream', content: { 'text/event-stream': { schema: { type: 'string' } } } },
