@@ -5,9 +5,10 @@ import { eventJsonParts, type StoredEvent } from '../src/core/events.js';
 import { isTerminalStatus } from '../src/core/run.js';
 import { wantsEventStream } from '../src/http/accept.js';
 import { whenClientGone } from '../src/http/client-gone.js';
-import { withBodyPointers } from '../src/http/field-pointers.js';
+import { withBodyPointers, withPointers } from '../src/http/field-pointers.js';
 import { OpenStreams, type StreamPlace } from '../src/http/open-streams.js';
 import { type SseStream } from '../src/http/sse.js';
+import type { RunHandle } from '../src/runtime/run-handle.js';
 import { runOutcomeError } from '../src/runtime/run-outcome.js';
 import type { RunOptions, Session } from '../src/runtime/session.js';
 import { CreateRunBody, ListRunsQuery, RunPageJson, RunParams, RunRef, StreamQuery } from './schemas.js';
@@ -81,12 +82,13 @@ export async function runRoutes(app: FastifyInstance, options: RunRoutesOptions)
       const streaming = !body.background && wantsEventStream(request.headers.accept);
       // A stream the cap would refuse must not leave a run behind: its place is taken before the run is made.
       const place = streaming ? streams.reserve(request.userId) : undefined;
-      const run = await sessionOf(app, request)
-        .run(body.input, options)
-        .catch((err: unknown) => {
-          place?.release();
-          return withBodyPointers(BODY_FIELDS)(err);
-        });
+      let run: RunHandle;
+      try {
+        run = await sessionOf(app, request).run(body.input, options);
+      } catch (err) {
+        place?.release();
+        throw withPointers(err, BODY_FIELDS);
+      }
       // The run as it is at this instant (usually still queued): its progress is at Location.
       if (body.background) return reply.code(202).header('location', `/runs/${run.id}`).send(run.snapshot());
 

@@ -74,7 +74,10 @@ export interface Run {
 
 /** A copy of a JSON value: strings, numbers, booleans and null are immutable; anything else is copied. */
 export function copyJson<T>(value: T): T {
-  return value === null || typeof value !== 'object' ? value : (JSON.parse(JSON.stringify(value)) as T);
+  if (value === null || typeof value !== 'object') return value;
+  // The commonest object by far: metadata nobody sent.
+  if (Object.getPrototypeOf(value) === Object.prototype && Object.keys(value).length === 0) return {} as T;
+  return JSON.parse(JSON.stringify(value)) as T;
 }
 
 /** A copy of a Run that shares nothing mutable with it. */

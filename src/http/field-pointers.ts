@@ -25,7 +25,12 @@ export function issuesToErrors(issues: readonly FieldIssue[], fields: BodyFields
  */
 export function withBodyPointers(fields: BodyFields, where: FieldError['in'] = 'body'): (err: unknown) => never {
   return (err) => {
-    if (err instanceof RunwayError && err.issues !== undefined && err.errors === undefined) err.errors = issuesToErrors(err.issues, fields, where);
-    throw err;
+    throw withPointers(err, fields, where);
   };
+}
+
+/** `err` with its issues' JSON pointers into this request, for a route to throw. */
+export function withPointers(err: unknown, fields: BodyFields, where: FieldError['in'] = 'body'): unknown {
+  if (err instanceof RunwayError && err.issues !== undefined && err.errors === undefined) err.errors = issuesToErrors(err.issues, fields, where);
+  return err;
 }

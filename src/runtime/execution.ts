@@ -54,7 +54,7 @@ async function attempt(parts: ExecutionParts, onPermit: (permit: Permit) => void
     recorder.emit('run.started', undefined);
     deadline = parts.deadlines.add(parts.timeoutMs, () => scope.abort('timeout'));
     root = scope.startWorkflowStep(input);
-    const returned = await untilAborted(scope, () => withRunContext(scope, () => workflow.run(input, scope)));
+    const returned = await untilAborted(scope, withRunContext(scope, () => workflow.run(input, scope)));
     if (scope.abortCause !== undefined) throw new RunAbortedError(scope.abortCause);
     // A workflow that returns nothing succeeded with no output: `null`, as the Run schema has it.
     const output = returned === undefined ? null : returned;
@@ -77,26 +77,14 @@ async function attempt(parts: ExecutionParts, onPermit: (permit: Permit) => void
 
 /**
  * The workflow's result, unless the run aborts first: a workflow or tool that ignores its signal
- * is abandoned at abort time instead of holding the run (and its permit) open.
+ * is abandoned at abort time instead of holding the run (and its permit) open. An output returned
+ * directly (nothing to wait for) is the result as it is.
  */
-function untilAborted(scope: RunScope, run: () => unknown): Promise<unknown> {
+function untilAborted(scope: RunScope, returned: unknown): unknown {
+  if (!isThenable(returned)) return returned;
   return new Promise((resolve, reject) => {
     // One microtask later: what the workflow does on its own abort (a tool's TOOL_END) is recorded first.
     const stop = scope.onAbort(() => queueMicrotask(() => reject(new RunAbortedError(scope.abortCause!))));
-    let returned: unknown;
-    try {
-      returned = run();
-    } catch (err) {
-      stop();
-      reject(err);
-      return;
-    }
-    if (!isThenable(returned)) {
-      // Returned its output directly: nothing to wait for.
-      stop();
-      resolve(returned);
-      return;
-    }
     Promise.resolve(returned).then(
       (value) => {
         stop();

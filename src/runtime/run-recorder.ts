@@ -155,7 +155,11 @@ export class RunRecorder {
     const type = terminalEventType(end.status);
     const terminal: StoredEvent = { id, type, time: this.isoNow(), data: dataJson };
     try {
-      await this.options.events.append(this.run.id, [terminal]).catch((err: unknown) => this.retryTerminal(terminal, err));
+      try {
+        await this.options.events.append(this.run.id, [terminal]);
+      } catch (err) {
+        await this.retryTerminal(terminal, err);
+      }
     } finally {
       // The run has ended either way (its status is final): observers release what they hold for it.
       this.options.observers.notify(this.run.id, type, data);
