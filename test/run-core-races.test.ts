@@ -92,6 +92,32 @@ describe('run core: the windows between store writes', () => {
     }
   });
 
+  it('a cancel that arrives while the run is writing its success is a conflict, and the run stays succeeded', async () => {
+    const stores = createMemoryStores({ runTtlS: 3600, maxRuns: 100 });
+    const finishing = deferred<void>();
+    const release = deferred<void>();
+    const update = stores.runs.update.bind(stores.runs);
+    stores.runs.update = async (id, patch, expect) => {
+      if (patch.status === 'succeeded') {
+        finishing.resolve();
+        await release.promise;
+      }
+      return update(id, patch, expect);
+    };
+    const runtime = await runtimeWith(stores);
+    try {
+      const session = runtime.session({ userId: 'alice' });
+      const run = await session.run('x', { workflow: 'counted' });
+      await finishing.promise;
+      const cancelling = session.cancel(run.id);
+      release.resolve();
+      await expect(cancelling).rejects.toMatchObject({ code: 'conflict' });
+      expect(await run.result()).toMatchObject({ status: 'succeeded', output: 'x' });
+    } finally {
+      await runtime.close();
+    }
+  });
+
   it('a run that fails at its last event (the log is full) adds nothing to its conversation', async () => {
     const stores = createMemoryStores({ runTtlS: 3600, maxRuns: 100 });
     // queued, started, WORKFLOW_START, 6 tokens: WORKFLOW_END is the 10th event, the terminal one's place.
