@@ -6,6 +6,7 @@ import { defineWorkflow } from '../src/workflows/define-workflow.js';
 import { makeApp, type TestAppOptions } from './support/app.js';
 import { tick } from './support/runtime-test-kit.js';
 import { blockerType, testWorkflowConfig as anyConfig, testWorkflowType, throwingType } from './support/test-workflows.js';
+import type { ProblemBody } from './support/problem-body.js';
 
 // ---------------------------------------------------------------------------------------------
 // Workflow types only these tests need, registered through the real builder.
@@ -87,16 +88,6 @@ const RUN_FIELDS = [
 ].sort();
 
 const PROBLEM_FIELDS = new Set(['type', 'title', 'status', 'detail', 'code', 'errors', 'run_id']);
-
-interface ProblemBody {
-  type: string;
-  title: string;
-  status: number;
-  detail: string;
-  code: string;
-  errors?: Array<{ in: string; pointer: string; message: string }>;
-  run_id?: string;
-}
 
 /** Asserts an RFC 9457 problem answer with the table's status, title and code; returns the body. */
 function expectProblem(res: LightMyRequestResponse, code: ErrorCode): ProblemBody {

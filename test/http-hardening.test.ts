@@ -15,6 +15,7 @@ import { LingeringClose, type LingerLimits } from '../src/http/lingering-close.j
 import { listen, makeApp, type TestAppOptions } from './support/app.js';
 import { waitFor } from './support/sse-sockets.js';
 import { blockerType } from './support/test-workflows.js';
+import type { ProblemBody } from './support/problem-body.js';
 
 // ---------------------------------------------------------------------------------------------
 // Findings of a new user's audit of the HTTP layer, each with a test that fails without its fix.
@@ -45,15 +46,6 @@ async function loggedApp(
   routes?.(app);
   await app.ready();
   return { app, lines };
-}
-
-interface ProblemBody {
-  type: string;
-  title: string;
-  status: number;
-  detail: string;
-  code: string;
-  errors?: Array<{ in: string; pointer: string; message: string }>;
 }
 
 /** Asserts a problem+json answer with the table's status, title and code; returns the body. */
