@@ -3,7 +3,7 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { RunwayError } from '../src/core/errors.js';
 import { OpenStreams, type StreamPlace } from '../src/http/open-streams.js';
 import { whenClientGone } from '../src/http/client-gone.js';
-import { withBodyPointers } from '../src/http/field-pointers.js';
+import { withPointers } from '../src/http/field-pointers.js';
 import type { SseStream } from '../src/http/sse.js';
 import type { RunHandle } from '../src/runtime/run-handle.js';
 import { runOutcomeError } from '../src/runtime/run-outcome.js';
@@ -90,7 +90,7 @@ async function v1Routes(app: FastifyInstance, options: OpenAiRoutesOptions): Pro
         .run(input, { workflow: workflow.name, ...(body.metadata && { metadata: body.metadata }) })
         .catch((err: unknown) => {
           place?.release();
-          return withBodyPointers({ workflow: '/model', input: '/messages', metadata: '/metadata' })(err);
+          throw withPointers(err, { workflow: '/model', input: '/messages', metadata: '/metadata' });
         });
       const run = handle.created;
       reply.header('x-runway-run-id', run.id);

@@ -5,7 +5,7 @@ import { eventJsonParts, type StoredEvent } from '../src/core/events.js';
 import { isTerminalStatus } from '../src/core/run.js';
 import { wantsEventStream } from '../src/http/accept.js';
 import { whenClientGone } from '../src/http/client-gone.js';
-import { withBodyPointers, withPointers } from '../src/http/field-pointers.js';
+import { withPointers } from '../src/http/field-pointers.js';
 import { OpenStreams, type StreamPlace } from '../src/http/open-streams.js';
 import { type SseStream } from '../src/http/sse.js';
 import type { RunHandle } from '../src/runtime/run-handle.js';
@@ -118,7 +118,9 @@ export async function runRoutes(app: FastifyInstance, options: RunRoutesOptions)
         ...(q.conversation_id !== undefined && { conversationId: q.conversation_id }),
         ...(q.cursor !== undefined && { cursor: q.cursor }),
       })
-      .catch(withBodyPointers({ cursor: '/cursor' }, 'querystring'));
+      .catch((err: unknown) => {
+        throw withPointers(err, { cursor: '/cursor' }, 'querystring');
+      });
     return { data: page.data, next_cursor: page.nextCursor };
   });
 

@@ -18,18 +18,11 @@ export function issuesToErrors(issues: readonly FieldIssue[], fields: BodyFields
 }
 
 /**
- * Gives a runtime error its JSON pointers into this route's body, then rethrows it.
+ * `err` with its issues' JSON pointers into this request, for a route to throw.
  *
  * @example
- *   const run = await session.run(input).catch(withBodyPointers({ workflow: '/model' }))
+ *   try { run = await session.run(input) } catch (err) { throw withPointers(err, { workflow: '/model' }) }
  */
-export function withBodyPointers(fields: BodyFields, where: FieldError['in'] = 'body'): (err: unknown) => never {
-  return (err) => {
-    throw withPointers(err, fields, where);
-  };
-}
-
-/** `err` with its issues' JSON pointers into this request, for a route to throw. */
 export function withPointers(err: unknown, fields: BodyFields, where: FieldError['in'] = 'body'): unknown {
   if (err instanceof RunwayError && err.issues !== undefined && err.errors === undefined) err.errors = issuesToErrors(err.issues, fields, where);
   return err;

@@ -88,8 +88,8 @@ export class RunMetrics implements RunEventObserver {
   private readonly workflows = new Map<string, WorkflowSeries>();
   private readonly llms = new Map<string, LlmSeries>();
   private readonly tools = new Map<string, ToolSeries>();
-  /** Runs between `run.queued` and their terminal event; a finished one maps to undefined until its batch of deletes. */
-  private readonly live = new Map<string, LiveRun | undefined>();
+  /** Runs between `run.queued` and their terminal event. */
+  private readonly live = new Map<string, LiveRun>();
 
   constructor(admission: AdmissionSource, workflowNames: Iterable<string>) {
     const registry = this.registry;

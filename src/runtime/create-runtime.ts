@@ -64,5 +64,5 @@ export async function createRuntime(options: CreateRuntimeOptions = {}): Promise
     runTimeoutMs: rt.run_timeout_ms,
     maxEventsPerRun: rt.max_events_per_run,
   });
-  return new Runtime({ workflows, defaultWorkflow, runner, sessions, stores, observers, llms, shutdownGraceMs: rt.shutdown_grace_ms, log });
+  return new Runtime({ workflows, defaultWorkflow, runner, sessions, stores, observers, llms, shutdownGraceMs: rt.shutdown_grace_ms });
 }

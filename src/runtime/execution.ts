@@ -6,7 +6,7 @@ import type { Workflow } from '../workflows/workflow.js';
 import type { Deadline, DeadlineQueue } from './deadline-queue.js';
 import { levelEnabled } from './logger.js';
 import { withRunContext } from './run-context.js';
-import type { Outcome, RunRecorder } from './run-recorder.js';
+import { INTERNAL, type Outcome, type RunRecorder } from './run-recorder.js';
 import { RunAbortedError, type RunScope } from './run-scope.js';
 
 export interface ExecutionParts {
@@ -107,7 +107,7 @@ function classify(scope: RunScope, recorder: RunRecorder, err: unknown): Outcome
   const cause = scope.abortCause;
   if (recorder.writeFailure !== undefined) {
     // The recorder turns this into the failure it logged.
-    return { status: 'failed', error: { code: 'internal', message: 'The run failed with an internal error' } };
+    return { status: 'failed', error: INTERNAL };
   }
   if (cause === 'timeout') return { status: 'failed', error: { code: 'run_timeout', message: 'The run exceeded its time limit' } };
   if (cause !== undefined && cause !== 'store_failed') {
@@ -121,5 +121,5 @@ function classify(scope: RunScope, recorder: RunRecorder, err: unknown): Outcome
   }
   if (isAbortError(err)) scope.log.info({ err }, 'run failed: an operation was aborted');
   else scope.log.error({ err }, 'run failed with an unexpected error');
-  return { status: 'failed', error: { code: 'internal', message: 'The run failed with an internal error' } };
+  return { status: 'failed', error: INTERNAL };
 }

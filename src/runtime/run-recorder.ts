@@ -218,13 +218,14 @@ export class RunRecorder {
   private fail(err: unknown): void {
     if (this.failure !== undefined) return;
     this.failure = err;
-    if (!(err instanceof EventLogFullError)) {
+    if (err instanceof EventLogFullError) {
+      this.options.log.warn({ run_id: this.run.id, limit: err.limit }, 'run stopped: event log limit reached');
+    } else {
       // Events not written are dropped, and their ids given back: the log stays without gaps.
       this.pending = [];
       this.lastId = this.ackedId;
+      this.options.log.error({ err, run_id: this.run.id }, 'run stopped: its events could not be stored');
     }
-    if (err instanceof EventLogFullError) this.options.log.warn({ run_id: this.run.id, limit: err.limit }, 'run stopped: event log limit reached');
-    else this.options.log.error({ err, run_id: this.run.id }, 'run stopped: its events could not be stored');
     this.options.onFailure(err);
   }
 
@@ -244,7 +245,8 @@ export class RunRecorder {
   }
 }
 
-const INTERNAL: RunError = { code: 'internal', message: 'The run failed with an internal error' };
+/** What a run that failed for a reason its user need not see ends with (details stay in the logs). */
+export const INTERNAL: RunError = { code: 'internal', message: 'The run failed with an internal error' };
 
 function endData(end: Outcome, usage: Run['usage']): unknown {
   switch (end.status) {

@@ -11,7 +11,7 @@ import type { ConversationHandle } from './run-conversation.js';
 import type { RunObservers } from './run-observers.js';
 import { RunRecorder } from './run-recorder.js';
 import { RunScope, type AbortCause } from './run-scope.js';
-import { MAX_TIMER_MS, SHUTDOWN_RETRY_AFTER_S } from './session-manager.js';
+import { MAX_TIMER_MS, shuttingDown } from './session-manager.js';
 
 export interface RunnerOptions {
   stores: Stores;
@@ -169,14 +169,14 @@ export class Runner {
    */
   async cancel(run: Run): Promise<Run> {
     if (isTerminalStatus(run.status)) {
-      throw new RunwayError('conflict', `Run ${run.id} already ${run.status}`, { runId: run.id });
+      throw alreadyEnded(run);
     }
     await this.options.stores.bus.publish({ type: 'cancel', runId: run.id });
     const live = this.live.get(run.id);
     if (live) {
       const final = await live.done;
       // It ended another way while the cancel was on its way: as for any finished run, a conflict.
-      if (final.status !== 'cancelled') throw new RunwayError('conflict', `Run ${run.id} already ${final.status}`, { runId: run.id });
+      if (final.status !== 'cancelled') throw alreadyEnded(final);
       return copyRun(final);
     }
     return (await this.options.stores.runs.get(run.id)) ?? run;
@@ -225,6 +225,7 @@ export class Runner {
   }
 }
 
-function shuttingDown(): RunwayError {
-  return new RunwayError('shutting_down', 'The server is shutting down', { retryAfterS: SHUTDOWN_RETRY_AFTER_S });
+/** A cancel of a run that has ended: a conflict. */
+function alreadyEnded(run: Run): RunwayError {
+  return new RunwayError('conflict', `Run ${run.id} already ${run.status}`, { runId: run.id });
 }

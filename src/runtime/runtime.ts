@@ -1,5 +1,4 @@
 import { RunwayError } from '../core/errors.js';
-import type { Logger } from '../core/logger.js';
 import type { RunContext } from '../core/context.js';
 import type { ChatModel } from '../llm/chat-model.js';
 import type { Stores } from '../store/stores.js';
@@ -7,7 +6,7 @@ import type { Workflow } from '../workflows/workflow.js';
 import type { RunEventObserver, RunObservers } from './run-observers.js';
 import type { Runner } from './runner.js';
 import { Session, type SessionOptions } from './session.js';
-import type { AdmissionStats, SessionManager } from './session-manager.js';
+import type { SessionManager } from './session-manager.js';
 
 export interface RuntimeParts {
   workflows: ReadonlyMap<string, Workflow>;
@@ -20,7 +19,6 @@ export interface RuntimeParts {
   llms?: ReadonlyMap<string, ChatModel>;
   /** How long running runs may finish when the runtime closes. */
   shutdownGraceMs: number;
-  log: Logger;
 }
 
 /**
@@ -76,10 +74,6 @@ export class Runtime {
   /** The context of a run executing in this process (tracing links spans to it). */
   runContext(runId: string): RunContext | undefined {
     return this.parts.runner.local(runId)?.scope;
-  }
-
-  admission(): AdmissionStats {
-    return this.parts.sessions.stats();
   }
 
   /** Runs executing (or waiting to) in this process. */

@@ -32,6 +32,11 @@ interface UserSlot {
 const QUEUE_FULL_RETRY_AFTER_S = 1;
 export const QUEUE_TIMEOUT_RETRY_AFTER_S = 2;
 export const SHUTDOWN_RETRY_AFTER_S = 5;
+/** The refusal of a run while the server drains. */
+export function shuttingDown(): RunwayError {
+  return new RunwayError('shutting_down', 'The server is shutting down', { retryAfterS: SHUTDOWN_RETRY_AFTER_S });
+}
+
 /** setTimeout's largest delay; a longer one overflows and fires after 1 ms. */
 export const MAX_TIMER_MS = 2_147_483_647;
 
@@ -80,7 +85,7 @@ export class SessionManager {
    */
   reserve(userId: string): Reservation {
     if (this.draining) {
-      throw new RunwayError('shutting_down', 'The server is shutting down', { retryAfterS: SHUTDOWN_RETRY_AFTER_S });
+      throw shuttingDown();
     }
     const cap = this.options.perUserMaxConcurrency;
     const slot = cap > 0 ? this.userSlot(userId, cap) : undefined;
