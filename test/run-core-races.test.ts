@@ -1,10 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import type { Run } from '../src/core/run.js';
+import type { Run, RunStatus } from '../src/core/run.js';
 import { createRuntime } from '../src/runtime/create-runtime.js';
 import type { Runtime } from '../src/runtime/runtime.js';
 import { createMemoryStores } from '../src/store/memory/memory-stores.js';
 import type { Stores } from '../src/store/stores.js';
-import { deferred, expectOneTerminalLast, readLog } from './support/runtime-test-kit.js';
+import { deferred, expectOneTerminalLast, readLog, type Deferred } from './support/runtime-test-kit.js';
 import { testWorkflowType } from './support/test-workflows.js';
 
 // The windows between a run's store writes: what arrives while a write is being acknowledged.
@@ -31,6 +31,21 @@ async function runtimeWith(stores: Stores, runtime: Record<string, unknown> = {}
       workflows: { counted: { type: 'counted' }, conversing: { type: 'conversing' }, mutating: { type: 'mutating' } },
     },
   });
+}
+
+/** Holds the store's write of `status` until `release` resolves; `writing` resolves when it starts. */
+function holdStatusWrite(stores: Stores, status: RunStatus): { writing: Deferred<void>; release: Deferred<void> } {
+  const writing = deferred<void>();
+  const release = deferred<void>();
+  const update = stores.runs.update.bind(stores.runs);
+  stores.runs.update = async (id, patch, expect) => {
+    if (patch.status === status) {
+      writing.resolve();
+      await release.promise;
+    }
+    return update(id, patch, expect);
+  };
+  return { writing, release };
 }
 
 describe('run core: the windows between store writes', () => {
@@ -66,16 +81,7 @@ describe('run core: the windows between store writes', () => {
 
   it('a run cancelled while its running status is being written never starts its workflow', async () => {
     const stores = createMemoryStores({ runTtlS: 3600, maxRuns: 100 });
-    const writing = deferred<void>();
-    const release = deferred<void>();
-    const update = stores.runs.update.bind(stores.runs);
-    stores.runs.update = async (id, patch, expect) => {
-      if (patch.status === 'running') {
-        writing.resolve();
-        await release.promise;
-      }
-      return update(id, patch, expect);
-    };
+    const { writing, release } = holdStatusWrite(stores, 'running');
     const runtime = await runtimeWith(stores);
     try {
       invoked = 0;
@@ -94,16 +100,7 @@ describe('run core: the windows between store writes', () => {
 
   it('a cancel that arrives while the run is writing its success is a conflict, and the run stays succeeded', async () => {
     const stores = createMemoryStores({ runTtlS: 3600, maxRuns: 100 });
-    const finishing = deferred<void>();
-    const release = deferred<void>();
-    const update = stores.runs.update.bind(stores.runs);
-    stores.runs.update = async (id, patch, expect) => {
-      if (patch.status === 'succeeded') {
-        finishing.resolve();
-        await release.promise;
-      }
-      return update(id, patch, expect);
-    };
+    const { writing: finishing, release } = holdStatusWrite(stores, 'succeeded');
     const runtime = await runtimeWith(stores);
     try {
       const session = runtime.session({ userId: 'alice' });
