@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import type { StoredEvent } from '../src/core/events.js';
 import { zeroUsage } from '../src/core/run.js';
 import { RunObservers } from '../src/runtime/run-observers.js';
+import { IsoClock } from '../src/runtime/iso-clock.js';
 import { RunRecorder, type RecorderOptions } from '../src/runtime/run-recorder.js';
 import { createMemoryStores, type MemoryStores } from '../src/store/memory/memory-stores.js';
 import { deferred, expectOneTerminalLast, readLog } from './support/runtime-test-kit.js';
@@ -30,6 +31,7 @@ async function setup(over: Partial<RecorderOptions> = {}) {
     log: silent,
     maxEvents: 10_000,
     onFailure: (err) => failures.push(err),
+    clock: new IsoClock(),
     ...over,
   });
   return { stores, run, recorder, failures, appends, events };

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { RunwayError } from '../src/core/errors.js';
 import { SessionManager, type AdmissionOptions, type Permit, type Reservation } from '../src/runtime/session-manager.js';
+import type { OnAbort } from '../src/queue/run-queue.js';
 import { tick, waitFor } from './support/runtime-test-kit.js';
 
 function manager(options: Partial<AdmissionOptions> = {}): SessionManager {
@@ -9,9 +10,22 @@ function manager(options: Partial<AdmissionOptions> = {}): SessionManager {
 
 const never = (): AbortSignal => new AbortController().signal;
 
+/** A place's abort subscription, from a signal (as a run's scope would give it). */
+function watch(signal: AbortSignal): OnAbort {
+  return (fn) => {
+    const onAbort = () => fn(signal.reason);
+    if (signal.aborted) {
+      onAbort();
+      return () => {};
+    }
+    signal.addEventListener('abort', onAbort, { once: true });
+    return () => signal.removeEventListener('abort', onAbort);
+  };
+}
+
 /** reserve() then start() in one turn: what a caller that creates nothing in between does. */
 function admit(mgr: SessionManager, userId: string, signal: AbortSignal = never()): Promise<Permit> {
-  return mgr.reserve(userId).start(() => signal);
+  return mgr.reserve(userId).start(watch(signal));
 }
 
 /**
@@ -28,7 +42,7 @@ function reserveNow(mgr: SessionManager, userId: string): Reservation {
 
 /** A permit taken at once (see reserveNow). */
 function admitNow(mgr: SessionManager, userId: string): Promise<Permit> {
-  return reserveNow(mgr, userId).start(() => never());
+  return reserveNow(mgr, userId).start(watch(never()));
 }
 
 /** Reserves and expects a place in the queue: counted as waiting from reserve() on, holding no permit. */
@@ -41,7 +55,7 @@ function reserveQueued(mgr: SessionManager, userId: string): Reservation {
 
 /** A place in the queue (see reserveQueued), waiting for its permit until `signal` aborts. */
 function admitQueued(mgr: SessionManager, userId: string, signal: AbortSignal = never()): Promise<Permit> {
-  return reserveQueued(mgr, userId).start(() => signal);
+  return reserveQueued(mgr, userId).start(watch(signal));
 }
 
 /** Per-user bookkeeping the manager still holds (white-box: a slot left behind is a memory leak). */
@@ -151,7 +165,7 @@ describe('SessionManager: the cap', () => {
     // reserveNow checks each one: counted in flight by reserve() itself, nothing waiting.
     const places = Array.from({ length: 500 }, (_, i) => reserveNow(mgr, `u${i % 5}`));
     expect(mgr.stats()).toEqual({ inFlight: 500, waiting: 0, highWater: 500 });
-    const permits = await Promise.all(places.map((place) => place.start(() => never())));
+    const permits = await Promise.all(places.map((place) => place.start(watch(never()))));
     expect(permits.map((p) => p.userId)).toEqual(Array.from({ length: 500 }, (_, i) => `u${i % 5}`));
     expect(mgr.stats()).toEqual({ inFlight: 500, waiting: 0, highWater: 500 });
     for (const p of permits) p.release();
@@ -183,7 +197,7 @@ describe('SessionManager: the cap', () => {
     // The freed permit is first's: a caller arriving after it must queue behind it.
     const second = reserveQueued(mgr, 'second');
     const order: string[] = [];
-    const granted = [first.start(() => never()), second.start(() => never())].map((p, i) =>
+    const granted = [first.start(watch(never())), second.start(watch(never()))].map((p, i) =>
       p.then((permit) => {
         order.push(i === 0 ? 'first' : 'second');
         return permit;
@@ -262,8 +276,8 @@ describe('SessionManager: giving a place back unused (cancel)', () => {
     const mgr = manager({ maxConcurrency: 1 });
     const holder = await admitNow(mgr, 'h');
     const place = reserveQueued(mgr, 'u');
-    const permit = place.start(() => never());
-    await rejection(place.start(() => never()));
+    const permit = place.start(watch(never()));
+    await rejection(place.start(watch(never())));
     expect(mgr.stats()).toMatchObject({ inFlight: 1, waiting: 1 });
     holder.release();
     (await permit).release();
@@ -501,7 +515,7 @@ describe('SessionManager: draining', () => {
     const reserved = reserveQueued(mgr, 'c');
     mgr.beginDrain();
     expect(mgr.isDraining).toBe(true);
-    const late = reserved.start(() => never());
+    const late = reserved.start(watch(never()));
 
     const err = syncError(() => mgr.reserve('d'));
     expect(err.code).toBe('shutting_down');

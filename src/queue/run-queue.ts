@@ -4,14 +4,21 @@ export interface Permit {
   release(): void;
 }
 
+/**
+ * How a waiting place hears that its run was cancelled: calls `fn` once, with the abort's reason,
+ * when the run aborts (at once if it has), and returns the function that stops listening. A
+ * callback rather than an AbortSignal: most runs never abort, and a signal per run is not free.
+ */
+export type OnAbort = (fn: (reason: unknown) => void) => () => void;
+
 /** A run's place in the queue, taken before the run is created. */
 export interface QueuePlace {
   /**
    * Resolves once an executor may start the run, to the permit it holds while it executes. Rejects
-   * with `queue_timeout`, or with the signal's reason when the run is cancelled while it waits.
-   * `signal` is asked for only if the run has to wait.
+   * with `queue_timeout`, or with the abort's reason when the run is cancelled while it waits.
+   * Called once.
    */
-  start(signal: () => AbortSignal): Promise<Permit>;
+  start(onAbort: OnAbort): Promise<Permit>;
   /** Gives the place back unused (the run's record could not be written). */
   cancel(): void;
 }
@@ -24,7 +31,7 @@ export interface QueuePlace {
  * @example
  *   const place = await queue.reserve('alice')    // queue_full / shutting_down: nothing created yet
  *   await runs.create(run)
- *   const permit = await place.start(() => signal)
+ *   const permit = await place.start((fn) => run.onAbort(fn))
  */
 export interface RunQueue {
   /** Takes a place for a run of `userId`; rejects with `queue_full` or `shutting_down`. */

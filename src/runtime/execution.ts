@@ -46,9 +46,9 @@ async function attempt(parts: ExecutionParts, onPermit: (permit: Permit) => void
   let root: StepHandle | undefined;
   let deadline: Deadline | undefined;
   try {
-    onPermit(await parts.place.start(() => scope.signal));
+    onPermit(await parts.place.start((fn) => scope.onAbort(() => fn(new RunAbortedError(scope.abortCause!)))));
     if (scope.abortCause !== undefined) throw new RunAbortedError(scope.abortCause);
-    if (!(await recorder.transition('running', { started_at: new Date().toISOString() }))) return undefined;
+    if (!(await recorder.transition('running', { started_at: recorder.now() }))) return undefined;
     // Cancelled while the transition was being written: the workflow is never started.
     if (scope.abortCause !== undefined) throw new RunAbortedError(scope.abortCause);
     recorder.emit('run.started', undefined);

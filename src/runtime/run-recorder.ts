@@ -3,6 +3,7 @@ import { canTransition, type Run, type RunError, type RunStatus, type TerminalSt
 import type { Logger } from '../core/logger.js';
 import type { EventLog } from '../store/event-log.js';
 import type { RunStore } from '../store/run-store.js';
+import type { IsoClock } from './iso-clock.js';
 import type { RunObservers } from './run-observers.js';
 
 /** A run reached `max_events_per_run`: it fails, with its terminal event still written. */
@@ -31,6 +32,8 @@ export interface RecorderOptions {
   maxEvents: number;
   /** Called once, when the first write fails or the log is full: the run must stop. */
   onFailure: (err: unknown) => void;
+  /** Stamps events and the run's times. */
+  clock: IsoClock;
 }
 
 const TERMINAL_WRITE_TRIES = 3;
@@ -60,8 +63,6 @@ export class RunRecorder {
   private failure: unknown;
   /** Set once the run's end is being written: later events (a tool that ignored its abort) are dropped. */
   private closed = false;
-  private lastMs = -1;
-  private lastIso = '';
 
   constructor(
     run: Run,
@@ -101,7 +102,7 @@ export class RunRecorder {
       this.fail(err);
       return;
     }
-    this.pending.push({ id: ++this.lastId, type, time: this.isoNow(), data: json });
+    this.pending.push({ id: ++this.lastId, type, time: this.now(), data: json });
     this.options.observers.notify(this.run.id, type, data);
     this.writing ??= this.writeAll();
   }
@@ -147,13 +148,13 @@ export class RunRecorder {
       output: end.status === 'succeeded' ? (end.output ?? null) : null,
       error: end.status === 'failed' ? end.error : null,
       usage,
-      finished_at: new Date().toISOString(),
+      finished_at: this.now(),
       last_event_id: id,
     };
     if (!(await this.options.runs.update(this.run.id, final, [this.run.status]))) return undefined;
     Object.assign(this.run, final);
     const type = terminalEventType(end.status);
-    const terminal: StoredEvent = { id, type, time: this.isoNow(), data: dataJson };
+    const terminal: StoredEvent = { id, type, time: this.now(), data: dataJson };
     try {
       try {
         await this.options.events.append(this.run.id, [terminal]);
@@ -234,14 +235,9 @@ export class RunRecorder {
     return { status: 'failed', error: err instanceof EventLogFullError ? { code: 'internal', message: err.message } : INTERNAL };
   }
 
-  /** Events of a run come in bursts within one millisecond: its ISO text is formatted once. */
-  private isoNow(): string {
-    const ms = Date.now();
-    if (ms !== this.lastMs) {
-      this.lastMs = ms;
-      this.lastIso = new Date(ms).toISOString();
-    }
-    return this.lastIso;
+  /** The time as events and Run fields carry it. */
+  now(): string {
+    return this.options.clock.now();
   }
 }
 

@@ -6,6 +6,7 @@ import type { Stores } from '../store/stores.js';
 import type { Workflow } from '../workflows/workflow.js';
 import { DeadlineQueue } from './deadline-queue.js';
 import { execute } from './execution.js';
+import { IsoClock } from './iso-clock.js';
 import { randomId } from './random-id.js';
 import type { ConversationHandle } from './run-conversation.js';
 import type { RunObservers } from './run-observers.js';
@@ -63,6 +64,7 @@ export class Runner {
   private draining = false;
   /** Run time limits, on one timer (see DeadlineQueue). */
   readonly deadlines = new DeadlineQueue();
+  private readonly clock = new IsoClock();
 
   constructor(private readonly options: RunnerOptions) {
     this.unsubscribe = options.stores.bus.subscribe((message) => {
@@ -101,7 +103,7 @@ export class Runner {
       error: null,
       usage: zeroUsage(),
       metadata: copyJson(spec.metadata),
-      created_at: new Date().toISOString(),
+      created_at: this.clock.now(),
       started_at: null,
       finished_at: null,
       last_event_id: 0,
@@ -116,6 +118,7 @@ export class Runner {
       log,
       maxEvents: this.options.maxEventsPerRun,
       onFailure: () => scope?.abort('store_failed'),
+      clock: this.clock,
     });
     scope = new RunScope(
       { runId: run.id, userId: run.user_id, requestId: spec.requestId, conversationId: run.conversation_id, workflow: run.workflow },

@@ -1,6 +1,6 @@
-import { Semaphore } from 'async-mutex';
 import { RunwayError } from '../core/errors.js';
-import type { Permit, QueuePlace } from '../queue/run-queue.js';
+import type { OnAbort, Permit, QueuePlace } from '../queue/run-queue.js';
+import { DeadlineQueue, type Deadline } from './deadline-queue.js';
 
 export interface AdmissionOptions {
   /** Permits: runs executing at once. 0 = unlimited. */
@@ -23,7 +23,6 @@ export interface AdmissionStats {
 }
 
 interface UserSlot {
-  sem: Semaphore;
   /** Holders plus waiters: the slot is dropped when nobody refers to it. */
   refs: number;
   inFlight: number;
@@ -47,36 +46,57 @@ export const MAX_TIMER_MS = 2_147_483_647;
 export interface Reservation extends QueuePlace {
   /**
    * Resolves to the permit once the run may execute. Rejects with `queue_timeout`, or with the
-   * signal's reason when it aborts first (a permit granted after that is handed on at once).
+   * abort's reason when the run aborts first.
    */
-  start(signal: () => AbortSignal): Promise<Permit>;
+  start(onAbort: OnAbort): Promise<Permit>;
   /** Gives the place back unused (the run was never created). */
   cancel(): void;
 }
 
+/** A place in the wait queue. */
+interface Waiter {
+  readonly userId: string;
+  readonly slot: UserSlot | undefined;
+  readonly granted: Promise<Permit>;
+  resolve: (permit: Permit) => void;
+  reject: (err: unknown) => void;
+  deadline: Deadline | undefined;
+  /** Granted, timed out, aborted or given back: out of the queue (it may still sit in the array). */
+  settled: boolean;
+}
+
+const NO_OP = (): void => {};
+
 /**
- * Process-wide admission control: a semaphore of `maxConcurrency` permits, a bounded wait queue with
- * a timeout, and a per-user cap so one user cannot take every slot.
+ * Process-wide admission control: `maxConcurrency` permits, a bounded FIFO wait queue with a
+ * timeout, and a per-user cap so one user cannot take every slot.
  *
- * async-mutex's Semaphore has no queue bound, no waiter count and no AbortSignal, so this class
- * counts waiters itself (only callers that could not take a permit at once) and, when an abort or
- * timeout wins the race, hands the permit back the moment it is granted.
+ * Written out rather than on a semaphore library: the queue needs a bound, a waiter count, a
+ * timeout and a way to leave it, which a semaphore has none of; wrapping one in promise races,
+ * AbortControllers and a timer per waiter was a quarter of a run's CPU under load (BENCHMARKS.md).
+ * Here a waiter is one promise in an array, its timeout a DeadlineQueue entry, leaving it a flag.
+ * A permit freed goes at once to the first waiter whose user is under its cap.
  *
  * @example
  *   const place = manager.reserve('alice')          // throws queue_full / shutting_down
- *   const permit = await place.start(() => run.signal)
+ *   const permit = await place.start((fn) => run.onAbort(fn))
  *   try { await work() } finally { permit.release() }
  */
 export class SessionManager {
-  private readonly global: Semaphore | undefined;
+  /** Permits not held; Infinity when there is no cap. */
+  private free: number;
   private readonly users = new Map<string, UserSlot>();
+  private queue: Waiter[] = [];
+  private head = 0;
   private inFlight = 0;
   private waiting = 0;
   private highWater = 0;
   private draining = false;
+  /** Queue timeouts, on one timer. */
+  private readonly deadlines = new DeadlineQueue();
 
   constructor(private readonly options: AdmissionOptions) {
-    this.global = options.maxConcurrency > 0 ? new Semaphore(options.maxConcurrency) : undefined;
+    this.free = options.maxConcurrency > 0 ? options.maxConcurrency : Infinity;
   }
 
   /**
@@ -88,17 +108,13 @@ export class SessionManager {
       throw shuttingDown();
     }
     const cap = this.options.perUserMaxConcurrency;
-    const slot = cap > 0 ? this.userSlot(userId, cap) : undefined;
-    const userFree = !slot || slot.sem.getValue() > 0;
-    const globalFree = !this.global || this.global.getValue() > 0;
-    if (userFree && globalFree) {
-      // A permit is free and nobody waits (a release hands permits to waiters at once, and a
-      // queued place waits from its reservation on), so taking one is lowering the count: what
-      // acquire() would do, without waiting for it.
-      if (slot) takeFree(slot.sem);
-      if (this.global) takeFree(this.global);
+    const slot = cap > 0 ? this.userSlot(userId) : undefined;
+    // A free permit with waiters still queued means every one of them is at its user's cap (a
+    // release hands permits to eligible waiters at once): this caller may take it.
+    if (this.free > 0 && this.underCap(slot)) {
       const permit = this.grant(userId, slot);
-      return { start: async () => permit, cancel: () => permit.release() };
+      const granted = Promise.resolve(permit);
+      return { start: () => granted, cancel: () => permit.release() };
     }
     if (this.waiting >= this.options.maxQueue) {
       if (slot) this.unref(userId, slot);
@@ -108,27 +124,22 @@ export class SessionManager {
     }
     // The place waits from now on, so its order in the queue is its reservation's (the run is
     // still being created): a later caller cannot take a permit freed meanwhile ahead of it.
-    const place = new AbortController();
-    const waited = this.wait(userId, slot, place.signal);
-    waited.catch(() => {});
+    const waiter = this.enqueue(userId, slot);
     let started = false;
     return {
-      start: (signal) => {
+      start: (onAbort) => {
         if (started) return Promise.reject(new Error('This reservation was already used'));
         started = true;
-        const run = signal();
-        if (run.aborted) place.abort(run.reason);
-        else {
-          const onAbort = () => place.abort(run.reason);
-          run.addEventListener('abort', onAbort, { once: true });
-          void waited.then(() => run.removeEventListener('abort', onAbort), () => run.removeEventListener('abort', onAbort));
+        if (!waiter.settled) {
+          const stop = onAbort((reason) => this.leave(waiter, reason));
+          waiter.granted.then(stop, stop);
         }
-        return waited;
+        return waiter.granted;
       },
       cancel: () => {
-        place.abort(new Error('The place was given back'));
+        this.leave(waiter, new Error('The place was given back'));
         // Granted before the cancel landed: handed on at once.
-        void waited.then((permit) => permit.release(), () => {});
+        waiter.granted.then((permit) => permit.release(), NO_OP);
       },
     };
   }
@@ -153,44 +164,76 @@ export class SessionManager {
     return this.draining;
   }
 
-  private async wait(userId: string, slot: UserSlot | undefined, signal: AbortSignal): Promise<Permit> {
-    this.waiting++;
-    let timer: NodeJS.Timeout | undefined;
-    let onAbort: (() => void) | undefined;
-    const giveUp = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () =>
-          reject(
-            new RunwayError('queue_timeout', `No run slot became free within ${this.options.queueTimeoutMs} ms`, {
-              retryAfterS: QUEUE_TIMEOUT_RETRY_AFTER_S,
-            }),
-          ),
-        Math.min(this.options.queueTimeoutMs, MAX_TIMER_MS),
-      );
-      onAbort = () => reject(signal.reason);
-      if (signal.aborted) onAbort();
-      else signal.addEventListener('abort', onAbort, { once: true });
+  private underCap(slot: UserSlot | undefined): boolean {
+    return slot === undefined || slot.inFlight < this.options.perUserMaxConcurrency;
+  }
+
+  private enqueue(userId: string, slot: UserSlot | undefined): Waiter {
+    let resolve!: (permit: Permit) => void;
+    let reject!: (err: unknown) => void;
+    const granted = new Promise<Permit>((res, rej) => {
+      resolve = res;
+      reject = rej;
     });
-    let heldUser = false;
-    try {
-      if (slot) {
-        await raceAcquire(slot.sem, giveUp);
-        heldUser = true;
-      }
-      if (this.global) await raceAcquire(this.global, giveUp);
-      return this.grant(userId, slot);
-    } catch (err) {
-      if (heldUser) slot!.sem.release();
-      if (slot) this.unref(userId, slot);
-      throw err;
-    } finally {
-      this.waiting--;
-      clearTimeout(timer);
-      signal.removeEventListener('abort', onAbort!);
+    // Nobody may be awaiting it yet (start() comes once the run's record is written).
+    granted.catch(NO_OP);
+    const waiter: Waiter = { userId, slot, granted, resolve, reject, deadline: undefined, settled: false };
+    waiter.deadline = this.deadlines.add(Math.min(this.options.queueTimeoutMs, MAX_TIMER_MS), () => {
+      waiter.deadline = undefined;
+      this.leave(
+        waiter,
+        new RunwayError('queue_timeout', `No run slot became free within ${this.options.queueTimeoutMs} ms`, {
+          retryAfterS: QUEUE_TIMEOUT_RETRY_AFTER_S,
+        }),
+      );
+    });
+    this.queue.push(waiter);
+    this.waiting++;
+    return waiter;
+  }
+
+  /** Takes a waiter out of the queue without a permit (timeout, abort, given back). */
+  private leave(waiter: Waiter, reason: unknown): void {
+    if (waiter.settled) return;
+    this.settle(waiter);
+    if (waiter.slot) this.unref(waiter.userId, waiter.slot);
+    waiter.reject(reason);
+    this.trim();
+  }
+
+  private settle(waiter: Waiter): void {
+    waiter.settled = true;
+    this.waiting--;
+    this.deadlines.cancel(waiter.deadline);
+    waiter.deadline = undefined;
+  }
+
+  /** Hands free permits to the first waiters whose users are under their caps, in arrival order. */
+  private dispatch(): void {
+    for (let i = this.head; this.free > 0 && i < this.queue.length; i++) {
+      const waiter = this.queue[i]!;
+      if (waiter.settled || !this.underCap(waiter.slot)) continue;
+      this.settle(waiter);
+      waiter.resolve(this.grant(waiter.userId, waiter.slot));
+    }
+    this.trim();
+  }
+
+  /** Drops settled waiters from the front, and the array's dead prefix once it is most of it. */
+  private trim(): void {
+    const queue = this.queue;
+    while (this.head < queue.length && queue[this.head]!.settled) queue[this.head++] = undefined as never;
+    if (this.head === queue.length) {
+      this.queue = [];
+      this.head = 0;
+    } else if (this.head > 1024 && this.head * 2 > queue.length) {
+      this.queue = queue.slice(this.head);
+      this.head = 0;
     }
   }
 
   private grant(userId: string, slot: UserSlot | undefined): Permit {
+    this.free--;
     this.inFlight++;
     if (this.inFlight > this.highWater) this.highWater = this.inFlight;
     if (slot) slot.inFlight++;
@@ -200,44 +243,25 @@ export class SessionManager {
       release: () => {
         if (released) return;
         released = true;
+        this.free++;
         this.inFlight--;
-        this.global?.release();
         if (slot) {
           slot.inFlight--;
-          slot.sem.release();
           this.unref(userId, slot);
         }
+        this.dispatch();
       },
     };
   }
 
-  private userSlot(userId: string, cap: number): UserSlot {
+  private userSlot(userId: string): UserSlot {
     let slot = this.users.get(userId);
-    if (!slot) this.users.set(userId, (slot = { sem: new Semaphore(cap), refs: 0, inFlight: 0 }));
+    if (!slot) this.users.set(userId, (slot = { refs: 0, inFlight: 0 }));
     slot.refs++;
     return slot;
   }
 
   private unref(userId: string, slot: UserSlot): void {
     if (--slot.refs === 0 && this.users.get(userId) === slot) this.users.delete(userId);
-  }
-}
-
-/** Takes one permit of a semaphore that has one free (checked by the caller). */
-function takeFree(sem: Semaphore): void {
-  sem.setValue(sem.getValue() - 1);
-}
-
-/**
- * Waits for a permit unless `giveUp` rejects first. A permit granted after we gave up is released
- * at once, so it passes to the next waiter instead of leaking.
- */
-async function raceAcquire(sem: Semaphore, giveUp: Promise<never>): Promise<void> {
-  const acquired = sem.acquire();
-  try {
-    await Promise.race([acquired, giveUp]);
-  } catch (err) {
-    void acquired.then(([, release]) => release());
-    throw err;
   }
 }

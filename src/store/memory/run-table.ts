@@ -102,20 +102,18 @@ export class RunTable {
   update(id: string, patch: Partial<Run>, expect: readonly RunStatus[]): boolean {
     const record = this.byId.get(id);
     if (record === undefined || record.live === undefined || !expect.includes(record.status)) return false;
-    // Only the patch is copied (the rest is the store's own copy already), before anything changes:
-    // a value that cannot be copied leaves the record as it was.
-    const run: Run = { ...record.live };
-    for (const [key, value] of Object.entries(patch)) (run as unknown as Record<string, unknown>)[key] = copyJson(value);
-    run.id = record.id;
-    run.user_id = record.userId;
-    record.status = run.status;
+    const run: Run = { ...record.live, ...patch, id: record.id, user_id: record.userId };
     if (isTerminalStatus(run.status)) {
-      // Final: kept as its text from now on.
+      // Final: kept as its text from now on, which is the copy (the patch's values are not kept).
+      // Serialized before anything changes: a value that cannot be leaves the record as it was.
       record.json = Buffer.from(JSON.stringify(run));
       record.live = undefined;
     } else {
+      // Only the patch is copied (the rest is the store's own copy already), again before anything changes.
+      for (const key in patch) (run as unknown as Record<string, unknown>)[key] = copyJson((patch as Record<string, unknown>)[key]);
       record.live = run;
     }
+    record.status = run.status;
     this.settle(record);
     return true;
   }
