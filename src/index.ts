@@ -23,3 +23,4 @@ export { defineTool } from './workflows/define-tool.js';
 export { buildApp, type BuildAppOptions } from './app.js';
 export type { Stores } from './store/stores.js';
 export { createMemoryStores } from './store/memory/memory-stores.js';
+export { createRedisStores, type RedisStoreOptions } from './store/redis/redis-stores.js';

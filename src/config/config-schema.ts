@@ -69,6 +69,22 @@ export const ConversationsConfigSchema = z
   })
   .strict();
 
+/** The Redis store's settings (used when `store` names Redis). */
+export const RedisConfigSchema = z
+  .object({
+    /**
+     * Put before every key and channel (`RUNWAY_REDIS_PREFIX`), so two deployments can share one
+     * Redis without meeting. No braces: they would change the keys' hash tags (Redis Cluster slots).
+     */
+    prefix: z
+      .string()
+      .min(1)
+      .max(64)
+      .regex(/^[^{}\s]+$/, 'must have no braces and no whitespace')
+      .default('runway:'),
+  })
+  .strict();
+
 /** API keys (`RUNWAY_API_KEYS`, `RUNWAY_API_KEYS_FILE`): with at least one, every non-public route needs a key. */
 export const AuthConfigSchema = z.object({ api_keys: ApiKeysSchema.default([]) }).strict();
 
@@ -95,11 +111,12 @@ export const RunwayConfigSchema = z
     runtime: RuntimeConfigSchema.default(RuntimeConfigSchema.parse({})),
     /** Workflow used when a run names none. Unset: `assistant` when an LLM is configured, else `echo`. */
     default_workflow: z.string().min(1).optional(),
-    /** `memory` or a `redis://` URL. */
+    /** `memory`, or Redis: a `redis://` or `rediss://` (TLS) URL, or `unix:///path/to/redis.sock`. */
     store: z
       .string()
-      .refine((s) => s === 'memory' || /^rediss?:\/\//.test(s), 'must be "memory" or a redis:// URL')
+      .refine((s) => s === 'memory' || (/^(rediss?|unix):\/\/./.test(s) && URL.canParse(s)), 'must be "memory", a redis:// or rediss:// URL, or unix:///path/to/redis.sock')
       .default('memory'),
+    redis: RedisConfigSchema.default(RedisConfigSchema.parse({})),
     conversations: ConversationsConfigSchema.default(ConversationsConfigSchema.parse({})),
     auth: AuthConfigSchema.default({ api_keys: [] }),
     rate_limit: RateLimitConfigSchema.default(RateLimitConfigSchema.parse({})),
@@ -134,6 +151,7 @@ export const ENV_OVERRIDES: ReadonlyArray<readonly [env: string, path: readonly 
   ['RUNWAY_SSE_KEEPALIVE_MS', ['runtime', 'sse_keepalive_ms']],
   ['RUNWAY_MAX_STREAMS_PER_USER', ['runtime', 'max_streams_per_user']],
   ['RUNWAY_STORE', ['store']],
+  ['RUNWAY_REDIS_PREFIX', ['redis', 'prefix']],
   ['RUNWAY_API_KEYS', ['auth', 'api_keys']],
   ['RUNWAY_RATE_LIMIT_MAX', ['rate_limit', 'max']],
   ['RUNWAY_RATE_LIMIT_WINDOW_MS', ['rate_limit', 'window_ms']],

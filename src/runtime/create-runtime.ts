@@ -1,10 +1,11 @@
 import pino from 'pino';
 import type { RunwayConfig } from '../config/config-schema.js';
-import { ConfigError, parseConfig } from '../config/load-config.js';
+import { parseConfig } from '../config/load-config.js';
 import type { Logger } from '../core/logger.js';
 import { UnavailableChatModel } from '../llm/unavailable-chat-model.js';
 import { InProcessQueue } from '../queue/in-process-queue.js';
 import { createMemoryStores } from '../store/memory/memory-stores.js';
+import { createRedisStores } from '../store/redis/redis-stores.js';
 import type { Stores } from '../store/stores.js';
 import { buildWorkflows, type BuilderRegistry } from '../workflows/builder.js';
 import { RunObservers } from './run-observers.js';
@@ -19,7 +20,7 @@ export interface CreateRuntimeOptions {
   registry?: BuilderRegistry;
   /** Default: pino at `server.log_level`. */
   log?: Logger;
-  /** Default: the memory store the config describes. */
+  /** Default: the store the config describes (memory, or Redis when `store` names it). */
   stores?: Stores;
 }
 
@@ -33,22 +34,25 @@ export interface CreateRuntimeOptions {
 export async function createRuntime(options: CreateRuntimeOptions = {}): Promise<Runtime> {
   const config = parseConfig(options.config ?? {});
   const log = options.log ?? (pino({ level: config.server.log_level }) as unknown as Logger);
-  if (options.stores === undefined && config.store !== 'memory') {
-    throw new ConfigError(`Invalid configuration:\n  store: "${config.store}" is not available in this version yet; use "memory"`);
-  }
   const { workflows, defaultWorkflow, llms } = buildWorkflows(config, options.registry);
   for (const model of llms.values()) {
     if (model instanceof UnavailableChatModel) log.warn({ llm: model.name }, model.reason);
   }
   const rt = config.runtime;
   const conv = config.conversations;
+  const conversations = { maxMessages: conv.max_messages, maxChars: conv.max_chars, ttlS: conv.ttl_s, maxConversations: conv.max_conversations };
   const stores =
     options.stores ??
-    createMemoryStores({
-      runTtlS: rt.run_ttl_s,
-      maxRuns: rt.max_runs,
-      conversations: { maxMessages: conv.max_messages, maxChars: conv.max_chars, ttlS: conv.ttl_s, maxConversations: conv.max_conversations },
-    });
+    (config.store === 'memory'
+      ? createMemoryStores({ runTtlS: rt.run_ttl_s, maxRuns: rt.max_runs, conversations })
+      : createRedisStores({
+          url: config.store,
+          prefix: config.redis.prefix,
+          runTtlS: rt.run_ttl_s,
+          maxEventsPerRun: rt.max_events_per_run,
+          conversations,
+          onError: (err) => log.warn({ err }, 'redis connection error'),
+        }));
   const sessions = new SessionManager({
     maxConcurrency: rt.max_concurrency,
     maxQueue: rt.max_queue,

@@ -25,3 +25,15 @@ export class RunEndedError extends Error {
     super(`Run ${runId} has no open event log`);
   }
 }
+
+/** An append fenced off: a later attempt at executing the run has written already (`AppendOptions.attempt`). */
+export class StaleWriterError extends Error {
+  override readonly name = 'StaleWriterError';
+  constructor(
+    readonly runId: string,
+    readonly attempt: number,
+    readonly current: number,
+  ) {
+    super(`Run ${runId}: attempt ${attempt} is stale, attempt ${current} has written`);
+  }
+}
