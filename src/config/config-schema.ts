@@ -82,8 +82,19 @@ export const RedisConfigSchema = z
       .max(64)
       .regex(/^[^{}\s]+$/, 'must have no braces and no whitespace')
       .default('runway:'),
+    /**
+     * BullMQ's stall detection (DESIGN §6): a worker holds each run's job under a lock it renews
+     * every `lock_duration_ms / 2`; a job whose lock lapsed is found by the next check, every
+     * `stalled_interval_ms`, and goes back to the queue. BullMQ's own defaults.
+     */
+    lock_duration_ms: int(1000).default(30_000),
+    stalled_interval_ms: int(1000).default(30_000),
   })
   .strict();
+
+/** What a process does (DESIGN §6): `api` admits runs and serves HTTP, `worker` executes runs, `all` both. */
+export const RoleSchema = z.enum(['all', 'api', 'worker']);
+export type Role = z.output<typeof RoleSchema>;
 
 /** API keys (`RUNWAY_API_KEYS`, `RUNWAY_API_KEYS_FILE`): with at least one, every non-public route needs a key. */
 export const AuthConfigSchema = z.object({ api_keys: ApiKeysSchema.default([]) }).strict();
@@ -108,6 +119,8 @@ const ToolEntrySchema = z.object({ type: z.string().min(1) }).passthrough();
 export const RunwayConfigSchema = z
   .object({
     server: ServerConfigSchema.default(ServerConfigSchema.parse({})),
+    /** `api` and `worker` need a shared store (Redis): on the memory store only `all` is valid. */
+    role: RoleSchema.default('all'),
     runtime: RuntimeConfigSchema.default(RuntimeConfigSchema.parse({})),
     /** Workflow used when a run names none. Unset: `assistant` when an LLM is configured, else `echo`. */
     default_workflow: z.string().min(1).optional(),
@@ -152,6 +165,9 @@ export const ENV_OVERRIDES: ReadonlyArray<readonly [env: string, path: readonly 
   ['RUNWAY_MAX_STREAMS_PER_USER', ['runtime', 'max_streams_per_user']],
   ['RUNWAY_STORE', ['store']],
   ['RUNWAY_REDIS_PREFIX', ['redis', 'prefix']],
+  ['RUNWAY_REDIS_LOCK_DURATION_MS', ['redis', 'lock_duration_ms']],
+  ['RUNWAY_REDIS_STALLED_INTERVAL_MS', ['redis', 'stalled_interval_ms']],
+  ['RUNWAY_ROLE', ['role']],
   ['RUNWAY_API_KEYS', ['auth', 'api_keys']],
   ['RUNWAY_RATE_LIMIT_MAX', ['rate_limit', 'max']],
   ['RUNWAY_RATE_LIMIT_WINDOW_MS', ['rate_limit', 'window_ms']],

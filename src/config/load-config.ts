@@ -77,6 +77,12 @@ export function parseConfig(raw: unknown, fromEnv = new Map<string, string>()): 
   if (!Object.hasOwn(config.workflows, 'echo')) {
     config.workflows = { echo: { type: 'echo', description: 'Streams the input back, word by word' }, ...config.workflows };
   }
+  if (config.role !== 'all' && config.store === 'memory') {
+    const env = fromEnv.get('role');
+    throw new ConfigError(
+      `Invalid configuration:\n  role: ${JSON.stringify(config.role)} needs a shared store (RUNWAY_STORE=redis://…); on the memory store only "all" is valid${env ? ` (from ${env})` : ''}`,
+    );
+  }
   if (config.default_workflow !== undefined && !Object.hasOwn(config.workflows, config.default_workflow)) {
     const env = fromEnv.get('default_workflow');
     throw new ConfigError(
