@@ -70,6 +70,8 @@ export class RunRecorder {
   ) {
     // Handed over, not shared: whoever made the run keeps no reference to it.
     this.run = run;
+    // A run picked up by a worker continues the log its admitting process began (`run.queued`).
+    this.lastId = this.ackedId = run.last_event_id;
   }
 
   get status(): RunStatus {

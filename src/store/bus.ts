@@ -1,7 +1,11 @@
+import type { CancelReason } from '../core/run.js';
+
 /** What may be said to the process executing a run, from any process. */
 export interface BusMessage {
   type: 'cancel';
   runId: string;
+  /** Why (the run's `run.cancelled` carries it); `user` when absent. */
+  reason?: CancelReason;
 }
 
 /**
@@ -16,4 +20,10 @@ export interface Bus {
   publish(message: BusMessage): Promise<void>;
   /** Returns the function that unsubscribes. */
   subscribe(handler: (message: BusMessage) => void): () => void;
+  /**
+   * A shared bus also remembers each cancel (for the run's retention time): the reason of the
+   * first cancel published for the run, if any. A worker asks when it picks a run up, after it
+   * has started listening, so a cancel published before either is not lost.
+   */
+  cancelRequested?(runId: string): Promise<CancelReason | undefined>;
 }

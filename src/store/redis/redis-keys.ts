@@ -30,6 +30,11 @@ export class RedisKeys {
     return `${this.prefix}run:{${enc(runId)}}:appended`;
   }
 
+  /** The run's cancel, remembered for a worker that picks the run up later: its reason (a string). */
+  cancel(runId: string): string {
+    return `${this.prefix}run:{${enc(runId)}}:cancel`;
+  }
+
   /** A user's runs: a sorted set of run ids scored by creation order, what `list` pages over. */
   userRuns(userId: string): string {
     return `${this.prefix}user:${enc(userId)}:runs`;

@@ -76,7 +76,7 @@ export function createRedisStores(options: RedisStoreOptions): RedisStores {
     runs: new RedisRunStore(scripted, keys, { ttlMs, pingTimeoutMs: options.pingTimeoutMs ?? 2000 }),
     events,
     conversations: new RedisConversationStore(scripted, keys, options.conversations ?? DEFAULT_CONVERSATIONS),
-    bus: new RedisBus(scripted, shared, keys.bus),
+    bus: new RedisBus(scripted, shared, keys.bus, keys, ttlMs),
     async close() {
       events.close();
       await Promise.all([quit(commands), quit(subscriber)]);
