@@ -8,6 +8,7 @@ import { createMemoryStores } from '../store/memory/memory-stores.js';
 import { createRedisStores } from '../store/redis/redis-stores.js';
 import type { Stores } from '../store/stores.js';
 import { buildWorkflows, type BuilderRegistry } from '../workflows/builder.js';
+import { createCluster, type Cluster } from './cluster.js';
 import { RunObservers } from './run-observers.js';
 import { Runner } from './runner.js';
 import { Runtime } from './runtime.js';
@@ -60,13 +61,16 @@ export async function createRuntime(options: CreateRuntimeOptions = {}): Promise
     perUserMaxConcurrency: rt.per_user_max_concurrency,
   });
   const observers = new RunObservers();
+  // On Redis (named by the config, not stores handed in) every run is a BullMQ job (DESIGN §6).
+  const cluster: Cluster | undefined =
+    config.store !== 'memory' && options.stores === undefined ? createCluster({ config, stores, workflows, observers, log }) : undefined;
   const runner = new Runner({
     stores,
-    queue: new InProcessQueue(sessions),
+    queue: cluster?.queue ?? new InProcessQueue(sessions),
     observers,
     log,
     runTimeoutMs: rt.run_timeout_ms,
     maxEventsPerRun: rt.max_events_per_run,
   });
-  return new Runtime({ workflows, defaultWorkflow, runner, sessions, stores, observers, llms, shutdownGraceMs: rt.shutdown_grace_ms });
+  return new Runtime({ workflows, defaultWorkflow, runner, sessions, stores, observers, llms, shutdownGraceMs: rt.shutdown_grace_ms, ...(cluster && { cluster }) });
 }

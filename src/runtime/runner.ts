@@ -1,11 +1,12 @@
 import { RunwayError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { copyJson, copyRun, isTerminalStatus, zeroUsage, type CancelReason, type Run } from '../core/run.js';
-import type { RunQueue } from '../queue/run-queue.js';
+import type { RunJob, RunQueue } from '../queue/run-queue.js';
 import type { Stores } from '../store/stores.js';
 import type { Workflow } from '../workflows/workflow.js';
 import { DeadlineQueue } from './deadline-queue.js';
 import { execute } from './execution.js';
+import { executeRemotely } from './remote-execution.js';
 import { IsoClock } from './iso-clock.js';
 import { randomId } from './random-id.js';
 import type { ConversationHandle } from './run-conversation.js';
@@ -68,7 +69,7 @@ export class Runner {
 
   constructor(private readonly options: RunnerOptions) {
     this.unsubscribe = options.stores.bus.subscribe((message) => {
-      if (message.type === 'cancel') this.live.get(message.runId)?.scope.abort('user');
+      if (message.type === 'cancel') this.live.get(message.runId)?.scope.abort(message.reason ?? 'user');
     });
   }
 
@@ -141,7 +142,12 @@ export class Runner {
     // Shutdown began while the record was being written: cancel it like a queued run.
     if (this.draining) scope.abort('shutdown');
     const timeoutMs = Math.min(spec.timeoutMs ?? this.options.runTimeoutMs, this.options.runTimeoutMs, MAX_TIMER_MS);
-    live.done = this.settle(live, execute({ scope, recorder, workflow: spec.workflow, input: spec.input, place, timeoutMs, deadlines: this.deadlines }));
+    live.done = this.settle(
+      live,
+      place.handOver === undefined
+        ? execute({ scope, recorder, workflow: spec.workflow, input: spec.input, place, timeoutMs, deadlines: this.deadlines })
+        : executeRemotely({ scope, recorder, place, queue, stores, deadlines: this.deadlines, job: jobOf(run, spec, timeoutMs) }),
+    );
     return live;
   }
 
@@ -174,7 +180,10 @@ export class Runner {
     if (isTerminalStatus(run.status)) {
       throw alreadyEnded(run);
     }
-    await this.options.stores.bus.publish({ type: 'cancel', runId: run.id });
+    // A shared queue also ends the run if it is still queued (whoever admitted it may be gone).
+    const { queue } = this.options;
+    if (queue.withdraw !== undefined) await queue.withdraw(run.id, { status: 'cancelled', reason: 'user' });
+    else await this.options.stores.bus.publish({ type: 'cancel', runId: run.id });
     const live = this.live.get(run.id);
     if (live) {
       const final = await live.done;
@@ -226,6 +235,11 @@ export class Runner {
   private allDone(): Promise<unknown> {
     return Promise.allSettled([...this.live.values()].map((live) => live.done));
   }
+}
+
+/** What a worker of a shared queue needs of a run it did not admit. */
+function jobOf(run: Run, spec: RunSpec, timeoutMs: number): RunJob {
+  return { runId: run.id, workflow: run.workflow, input: run.input, userId: run.user_id, timeoutMs, requestId: spec.requestId, conversationId: run.conversation_id };
 }
 
 /** A cancel of a run that has ended: a conflict. */

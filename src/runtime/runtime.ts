@@ -3,6 +3,7 @@ import type { RunContext } from '../core/context.js';
 import type { ChatModel } from '../llm/chat-model.js';
 import type { Stores } from '../store/stores.js';
 import type { Workflow } from '../workflows/workflow.js';
+import type { Cluster } from './cluster.js';
 import type { RunEventObserver, RunObservers } from './run-observers.js';
 import type { Runner } from './runner.js';
 import { Session, type SessionOptions } from './session.js';
@@ -19,6 +20,8 @@ export interface RuntimeParts {
   llms?: ReadonlyMap<string, ChatModel>;
   /** How long running runs may finish when the runtime closes. */
   shutdownGraceMs: number;
+  /** On Redis: the shared queue and this process's worker (DESIGN §6). */
+  cluster?: Cluster;
 }
 
 /**
@@ -90,15 +93,21 @@ export class Runtime {
     return this.parts.runner.isDraining;
   }
 
+  /** Resolves once this process's queue worker takes runs (at once when it has none). */
+  async workerReady(): Promise<void> {
+    await this.parts.cluster?.ready();
+  }
+
   /** Stops admitting runs, lets running ones finish within `graceMs`, cancels the rest. */
-  shutdown(graceMs = this.parts.shutdownGraceMs): Promise<void> {
-    return this.parts.runner.shutdown(graceMs);
+  async shutdown(graceMs = this.parts.shutdownGraceMs): Promise<void> {
+    await Promise.all([this.parts.runner.shutdown(graceMs), this.parts.cluster?.shutdown(graceMs)]);
   }
 
   /** Shuts down, then closes the stores and the models. Calling it again waits for the first. */
   close(): Promise<void> {
     return (this.closing ??= (async () => {
       await this.shutdown();
+      await this.parts.cluster?.close();
       await this.parts.stores.close();
       await Promise.allSettled([...(this.parts.llms?.values() ?? [])].map((model) => model.close()));
     })());
