@@ -30,9 +30,11 @@ const SHUTDOWN_RETRY_AFTER_S = 5;
  * process writes the run's record and `run.queued`, then hands the run over (`handOver`); it
  * never executes it.
  *
- * - `max_queue`: `reserve` counts the jobs waiting in Redis (`getWaitingCount`) and refuses when
- *   there are `maxQueue` or more. The count and the add are two steps, so processes admitting at
- *   the same instant may each pass it: the bound can be exceeded by the reserves in flight at once.
+ * - `max_queue`: `reserve` counts the jobs waiting in Redis (`getWaitingCount`), plus the runs this
+ *   process admitted whose jobs are not added yet, and refuses when there are `maxQueue` or more.
+ *   An approximation: the count and the add are two steps, so processes admitting at the same
+ *   instant may each pass it, and a job added but not yet acknowledged here may count twice for a
+ *   reserve in flight meanwhile (by the reserves and adds in flight at once, either way).
  * - Cancel (`withdraw`): published on the store's bus (which also keeps it for a worker that picks
  *   the run up later), the job removed if it is still waiting (an active job is locked by its
  *   worker, which hears the cancel), and the run ended `cancelled` if nobody has started it: a
@@ -45,6 +47,8 @@ const SHUTDOWN_RETRY_AFTER_S = 5;
 export class BullmqRunQueue implements RunQueue {
   readonly queue: Queue<RunJob>;
   private draining = false;
+  /** Runs this process admitted whose job is not in Redis yet: waiting too, as far as `max_queue` goes. */
+  private admitting = 0;
   /** Withdrawals in flight here, by run: a second one for the same run waits for the first. */
   private readonly withdrawing = new Map<string, Promise<void>>();
 
@@ -61,15 +65,33 @@ export class BullmqRunQueue implements RunQueue {
 
   async reserve(_userId: string): Promise<QueuePlace> {
     if (this.draining) throw new RunwayError('shutting_down', 'The server is shutting down', { retryAfterS: SHUTDOWN_RETRY_AFTER_S });
-    const waiting = await this.queue.getWaitingCount();
-    if (waiting >= this.options.maxQueue) {
+    // Counted from now on, so reserves of this process in flight at once see each other.
+    this.admitting++;
+    let counted = true;
+    const uncount = () => {
+      if (counted) this.admitting--;
+      counted = false;
+    };
+    let waiting: number;
+    try {
+      waiting = await this.queue.getWaitingCount();
+    } catch (err) {
+      uncount();
+      throw err;
+    }
+    if (waiting + this.admitting - 1 >= this.options.maxQueue) {
+      uncount();
       throw new RunwayError('queue_full', `The run queue is full (${this.options.maxQueue} waiting)`, { retryAfterS: QUEUE_FULL_RETRY_AFTER_S });
     }
     return {
       start: () => Promise.reject(new Error('A run on the shared queue executes on a worker')),
-      cancel: () => {},
+      cancel: uncount,
       handOver: async (job) => {
-        await this.queue.add(RUN_JOB, job, { jobId: job.runId });
+        try {
+          await this.queue.add(RUN_JOB, job, { jobId: job.runId });
+        } finally {
+          uncount();
+        }
       },
       queueTimeoutMs: this.options.queueTimeoutMs,
     };

@@ -25,14 +25,26 @@ export interface RemoteExecutionParts {
  * left, a cancel) withdraws it from the queue and cancels it wherever it executes; a run still
  * queued after the queue's timeout is withdrawn and ends `queue_timeout`. Shutdown does not cancel
  * it: this process stops waiting (resolving to the run as the store has it) and the run goes on.
- * Never rejects.
+ * `handedOver` settles once the job is in the queue (or the run ended without it), so the caller
+ * learns of the run only once the queue counts it; `done` never rejects.
  */
-export async function executeRemotely(parts: RemoteExecutionParts): Promise<Run | undefined> {
+export function executeRemotely(parts: RemoteExecutionParts): { handedOver: Promise<void>; done: Promise<Run | undefined> } {
+  let handed!: () => void;
+  const handedOver = new Promise<void>((resolve) => (handed = resolve));
+  const done = follow(parts, handed);
+  void done.finally(handed);
+  return { handedOver, done };
+}
+
+async function follow(parts: RemoteExecutionParts, handed: () => void): Promise<Run | undefined> {
   const { scope, recorder, place, queue, job, stores } = parts;
   const runId = job.runId;
   await recorder.flushed();
   // `run.queued` could not be written: the run fails here, as a run executing here would.
-  if (recorder.writeFailure !== undefined) return recorder.finish({ status: 'failed', error: INTERNAL }, scope.usage).catch(() => undefined);
+  if (recorder.writeFailure !== undefined) {
+    place.cancel();
+    return recorder.finish({ status: 'failed', error: INTERNAL }, scope.usage).catch(() => undefined);
+  }
   const withdraw = queue.withdraw?.bind(queue);
   if (withdraw === undefined) throw new Error('A shared queue needs withdraw()');
   const detached = new AbortController();
@@ -46,7 +58,11 @@ export async function executeRemotely(parts: RemoteExecutionParts): Promise<Run 
         scope.log.error({ err }, 'run could not be queued');
         await withdraw(runId, { status: 'failed', error: INTERNAL });
       }
+    } else {
+      // Aborted before it was handed over: it never goes on the queue (withdrawn below).
+      place.cancel();
     }
+    handed();
     stop = scope.onAbort(() => {
       const cause = scope.abortCause!;
       if (cause === 'shutdown') detached.abort();

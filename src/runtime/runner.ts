@@ -142,12 +142,14 @@ export class Runner {
     // Shutdown began while the record was being written: cancel it like a queued run.
     if (this.draining) scope.abort('shutdown');
     const timeoutMs = Math.min(spec.timeoutMs ?? this.options.runTimeoutMs, this.options.runTimeoutMs, MAX_TIMER_MS);
-    live.done = this.settle(
-      live,
-      place.handOver === undefined
-        ? execute({ scope, recorder, workflow: spec.workflow, input: spec.input, place, timeoutMs, deadlines: this.deadlines })
-        : executeRemotely({ scope, recorder, place, queue, stores, deadlines: this.deadlines, job: jobOf(run, spec, timeoutMs) }),
-    );
+    if (place.handOver !== undefined) {
+      // A shared queue's run executes on a worker; the caller hears of it once it is on the queue.
+      const remote = executeRemotely({ scope, recorder, place, queue, stores, deadlines: this.deadlines, job: jobOf(run, spec, timeoutMs) });
+      live.done = this.settle(live, remote.done);
+      await remote.handedOver;
+      return live;
+    }
+    live.done = this.settle(live, execute({ scope, recorder, workflow: spec.workflow, input: spec.input, place, timeoutMs, deadlines: this.deadlines }));
     return live;
   }
 
