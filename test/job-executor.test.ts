@@ -79,7 +79,7 @@ describe('JobExecutor', () => {
     await stores.events.append(run.id, [{ id: 2, type: 'run.started', time: run.created_at, data: '{}' }], { attempt: 1 });
     await executor.execute({ job: jobOf(run), attempt: 2 });
     expect(ran).not.toHaveBeenCalled();
-    expect(await stores.runs.get(run.id)).toMatchObject({ status: 'failed', error: { message: 'The worker executing the run was lost' } });
+    expect(await stores.runs.get(run.id)).toMatchObject({ status: 'failed', error: { code: 'worker_lost', message: 'The worker executing the run was lost' } });
     await expect(stores.events.append(run.id, [{ id: 4, type: 'token', time: run.created_at, data: '{}' }], { attempt: 1 })).rejects.toBeInstanceOf(StaleWriterError);
     expect((await readLog(stores.events, run.id)).map((e) => e.type)).toEqual(['run.queued', 'run.started', 'run.failed']);
   });

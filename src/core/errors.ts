@@ -29,6 +29,8 @@ export const ERROR_CODES = {
   queue_timeout: { status: 503, title: 'Queue timeout' },
   shutting_down: { status: 503, title: 'Shutting down' },
   run_timeout: { status: 504, title: 'Run timeout' },
+  /** On Redis: the worker executing the run died (BullMQ found its job stalled); the run is not executed again. */
+  worker_lost: { status: 500, title: 'Worker lost' },
 } as const satisfies Record<string, { status: number; title: string }>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

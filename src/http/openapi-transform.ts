@@ -64,6 +64,7 @@ const WHY: Record<ErrorCode, string> = {
   queue_timeout: 'no run slot became free in time; retry after `Retry-After`',
   shutting_down: 'the server is draining; retry after `Retry-After` (elsewhere)',
   run_timeout: 'the run exceeded its time limit',
+  worker_lost: 'on Redis: the worker executing the run died; the run is not executed again',
 };
 
 /** Error codes a route answers with beyond those inferred from its shape (see `errorCodes`). */

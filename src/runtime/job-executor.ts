@@ -68,7 +68,7 @@ export class JobExecutor {
         // An earlier pick-up started it and its worker is gone (BullMQ found the job stalled and
         // handed it on). The run is not executed twice: it ends, fencing the earlier attempt off.
         log.warn({ run_id: run.id, attempt }, 'run taken over from a lost worker: it fails');
-        await endUnstartedRun(stores, run.id, [run.status], { status: 'failed', error: { code: 'internal', message: 'The worker executing the run was lost' } }, attempt);
+        await endUnstartedRun(stores, run.id, [run.status], { status: 'failed', error: { code: 'worker_lost', message: 'The worker executing the run was lost' } }, attempt);
         return;
       }
       const workflow = this.options.workflows.get(run.workflow);
