@@ -3,7 +3,8 @@
 //
 //   A: `git worktree add --detach` of BENCH_BASE (default 2702415, the commit before the run-core
 //      refactor) in a temporary directory under os.tmpdir() (never inside this repository), with
-//      node_modules symlinked to this tree's, compiled with `npx tsc -p tsconfig.build.json`.
+//      node_modules symlinked to this tree's (or its own `npm ci` when its lockfile differs),
+//      compiled with `npx tsc -p tsconfig.build.json`.
 //      The worktree is removed when the process exits (normally, by an uncaught error, or on
 //      SIGINT / SIGTERM / SIGHUP).
 //   B: this tree, compiled the same way into its own dist/ (BENCH_NO_BUILD=1 skips the compile).
@@ -80,7 +81,13 @@ export function baseBuild(commit = process.env.BENCH_BASE || DEFAULT_BASE) {
   const tree = join(parent, 'tree');
   made.push({ tree, parent });
   execFileSync('git', ['-C', REPO_ROOT, 'worktree', 'add', '--detach', tree, sha], { stdio: ['ignore', 'ignore', 'inherit'] });
-  symlinkSync(realpathSync(join(REPO_ROOT, 'node_modules')), join(tree, 'node_modules'), 'dir');
+  // Its own dependencies when its lockfile differs from this tree's (a dependency added or dropped
+  // since), this tree's node_modules otherwise (no install).
+  if (git('rev-parse', `${sha}:package-lock.json`) === git('rev-parse', 'HEAD:package-lock.json')) {
+    symlinkSync(realpathSync(join(REPO_ROOT, 'node_modules')), join(tree, 'node_modules'), 'dir');
+  } else {
+    execFileSync('npm', ['ci', '--ignore-scripts', '--no-audit', '--no-fund', '--loglevel=error'], { cwd: tree, stdio: ['ignore', 'ignore', 'inherit'] });
+  }
   const ms = compile(tree);
   console.error(`A: ${sha.slice(0, 7)} built in ${tree} (${(ms / 1000).toFixed(1)} s)`);
   return { name: 'base', label: `A ${sha.slice(0, 7)}`, commit: sha, root: tree, server: join(tree, 'dist/src/server.js') };
