@@ -1,5 +1,5 @@
 import { RunwayError } from '../core/errors.js';
-import type { Run } from '../core/run.js';
+import { isTerminalStatus, type Run } from '../core/run.js';
 import type { AbortCause } from './run-scope.js';
 import { QUEUE_TIMEOUT_RETRY_AFTER_S, SHUTDOWN_RETRY_AFTER_S } from './session-manager.js';
 
@@ -19,7 +19,11 @@ export function runOutcomeError(run: Run, cause: AbortCause | undefined): Runway
     return new RunwayError(run.error.code, run.error.message, { runId: run.id, ...(retryAfterS && { retryAfterS }) });
   }
   if (cause === 'shutdown') {
-    return new RunwayError('shutting_down', 'The run was cancelled because the server is shutting down', {
+    // An API process that shuts down stops waiting for a run a worker executes: that run goes on.
+    const message = isTerminalStatus(run.status)
+      ? 'The run was cancelled because the server is shutting down'
+      : `The server is shutting down; the run goes on: follow it at /runs/${run.id}`;
+    return new RunwayError('shutting_down', message, {
       runId: run.id,
       retryAfterS: SHUTDOWN_RETRY_AFTER_S,
     });
