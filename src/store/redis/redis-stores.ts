@@ -9,6 +9,7 @@ import { RedisRunStore } from './redis-run-store.js';
 import { defineScripts } from './redis-scripts.js';
 import type { FeedLimits } from './run-feeds.js';
 import { SharedSubscriber } from './shared-subscriber.js';
+import { whenDown } from './when-down.js';
 
 export interface RedisStoreOptions {
   /** `redis://…`, `rediss://…` (TLS) or `unix:///path/to/redis.sock` (see redis-connection.ts). */
@@ -58,7 +59,9 @@ const QUIT_MS = 1000;
 export function createRedisStores(options: RedisStoreOptions): RedisStores {
   const onError = options.onError ?? (() => {});
   const keys = new RedisKeys(options.prefix ?? 'runway:');
-  const commands = connect(options.url, 'runway-commands', {}, onError);
+  // A command waits out two reconnection attempts at most (ioredis's default is twenty, over a
+  // minute): past that a request gets `unavailable` at once (whenDown) instead of hanging.
+  const commands = connect(options.url, 'runway-commands', { maxRetriesPerRequest: 2 }, onError);
   const scripted = defineScripts(commands);
   // Resubscribing is the SharedSubscriber's own: it resyncs its listeners once it is done.
   const subscriber = connect(options.url, 'runway-subscriber', { autoResubscribe: false }, onError);
@@ -73,9 +76,9 @@ export function createRedisStores(options: RedisStoreOptions): RedisStores {
     keys,
     commands,
     subscriber,
-    runs: new RedisRunStore(scripted, keys, { ttlMs, pingTimeoutMs: options.pingTimeoutMs ?? 2000 }),
-    events,
-    conversations: new RedisConversationStore(scripted, keys, options.conversations ?? DEFAULT_CONVERSATIONS),
+    runs: whenDown(new RedisRunStore(scripted, keys, { ttlMs, pingTimeoutMs: options.pingTimeoutMs ?? 2000 }), commands, ['create', 'get', 'update', 'list', 'ping']),
+    events: whenDown(events, commands, ['append']),
+    conversations: whenDown(new RedisConversationStore(scripted, keys, options.conversations ?? DEFAULT_CONVERSATIONS), commands, ['get', 'append', 'delete']),
     bus: new RedisBus(scripted, shared, keys.bus, keys, ttlMs),
     async close() {
       events.close();
