@@ -2,7 +2,7 @@ import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { StoredEvent } from '../src/core/events.js';
 import { createRedisStores, type RedisStoreOptions, type RedisStores } from '../src/store/redis/redis-stores.js';
-import { startRedisServer, type RedisServer } from './support/redis-server.js';
+import { redisFixture } from './support/redis-fixture.js';
 import { waitFor } from './support/sse-sockets.js';
 import { event, newRun } from './support/store-contract.js';
 
@@ -10,27 +10,8 @@ import { event, newRun } from './support/store-contract.js';
 // subscription survived with no gap and no duplicate, followers that fall behind the process's
 // window of a run, and followers that leave leaving nothing behind.
 
-let server: RedisServer;
-let admin: Redis;
-const opened: RedisStores[] = [];
-
-beforeAll(async () => {
-  server = await startRedisServer();
-  admin = new Redis({ path: server.socket });
-});
-afterEach(async () => {
-  await Promise.all(opened.splice(0).map((s) => s.close()));
-});
-afterAll(async () => {
-  admin?.disconnect();
-  await server?.stop();
-});
-
-function open(options: Partial<RedisStoreOptions> = {}): RedisStores {
-  const stores = createRedisStores({ url: server.url, prefix: server.freshPrefix(), runTtlS: 3600, ...options });
-  opened.push(stores);
-  return stores;
-}
+const redis = redisFixture();
+const open = redis.open;
 
 async function follow(stores: RedisStores, runId: string, options: { signal?: AbortSignal; afterId?: number; onEvent?: (ev: StoredEvent) => Promise<void> | void } = {}): Promise<number[]> {
   const ids: number[] = [];
@@ -43,7 +24,7 @@ async function follow(stores: RedisStores, runId: string, options: { signal?: Ab
 
 /** Clients connected to the server now, by name (CLIENT LIST). */
 async function clients(): Promise<Map<string, number>> {
-  const list = (await admin.client('LIST')) as string;
+  const list = (await redis.admin.client('LIST')) as string;
   const byName = new Map<string, number>();
   for (const line of list.trim().split('\n')) {
     const name = /(?:^| )name=(\S*)/.exec(line)?.[1] ?? '';
@@ -69,11 +50,11 @@ describe('redis followers', () => {
       for (let i = 0; i < 10; i++, id += 2) await writer.events.append(run.id, [event(run.id, id, 'token'), event(run.id, id + 1, 'token')]);
       await waitFor(() => seen === id - 1, 'the follower is live');
       // The subscription dies; the events appended while it is down reach nobody by pub/sub.
-      expect(await admin.call('CLIENT', 'KILL', 'TYPE', 'pubsub')).toBeGreaterThanOrEqual(1);
+      expect(await redis.admin.call('CLIENT', 'KILL', 'TYPE', 'pubsub')).toBeGreaterThanOrEqual(1);
       for (let i = 0; i < 5; i++, id++) await writer.events.append(run.id, [event(run.id, id, 'token')]);
     }
     // The last one too: without a refill after resubscribing, the follower would wait forever.
-    await admin.call('CLIENT', 'KILL', 'TYPE', 'pubsub');
+    await redis.admin.call('CLIENT', 'KILL', 'TYPE', 'pubsub');
     await writer.events.append(run.id, [event(run.id, id, 'run.succeeded')]);
     expect(await following).toEqual(range(1, id));
   });
@@ -90,7 +71,7 @@ describe('redis followers', () => {
     const before = await clients();
     const followers = runs.flatMap((run) => Array.from({ length: 50 }, () => follow(reader, run.id)));
     // One subscription per run (one subscribed client) for this process's 50 followers of it, one feed each.
-    const subscribed = async () => ((await admin.call('PUBSUB', 'NUMSUB', ...runs.map((r) => writer.keys.appended(r.id)))) as (string | number)[]).filter((_, i) => i % 2 === 1);
+    const subscribed = async () => ((await redis.admin.call('PUBSUB', 'NUMSUB', ...runs.map((r) => writer.keys.appended(r.id)))) as (string | number)[]).filter((_, i) => i % 2 === 1);
     await waitFor(async () => (await subscribed()).every((n) => n === 1), 'every run subscribed');
     expect(reader.events.feeds.size).toBe(runs.length);
     expect(await clients()).toEqual(before);
@@ -107,11 +88,11 @@ describe('redis followers', () => {
     await s.events.append(run.id, [event(run.id, 1, 'run.queued')]);
     const stops = Array.from({ length: 20 }, () => new AbortController());
     const followers = stops.map((stop) => follow(s, run.id, { signal: stop.signal }));
-    await waitFor(async () => ((await admin.call('PUBSUB', 'NUMSUB', s.keys.appended(run.id))) as [string, number])[1] === 1, 'subscribed');
+    await waitFor(async () => ((await redis.admin.call('PUBSUB', 'NUMSUB', s.keys.appended(run.id))) as [string, number])[1] === 1, 'subscribed');
     for (const stop of stops) stop.abort();
     for (const ids of await Promise.all(followers)) expect(ids).toEqual([1]);
     expect(s.events.feeds.size).toBe(0);
-    await waitFor(async () => ((await admin.call('PUBSUB', 'NUMSUB', s.keys.appended(run.id))) as [string, number])[1] === 0, 'unsubscribed');
+    await waitFor(async () => ((await redis.admin.call('PUBSUB', 'NUMSUB', s.keys.appended(run.id))) as [string, number])[1] === 0, 'unsubscribed');
   });
 
   it('a follower that falls far behind the feed’s window reads the stream and still gets every event once, in order', async () => {

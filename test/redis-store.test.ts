@@ -5,34 +5,16 @@ import { EventIdConflictError, RunEndedError, StaleWriterError } from '../src/st
 import { connectionOptions } from '../src/store/redis/redis-connection.js';
 import { createRedisStores, type RedisStoreOptions, type RedisStores } from '../src/store/redis/redis-stores.js';
 import { startCuttingProxy } from './support/cutting-proxy.js';
-import { startRedisServer, type RedisServer } from './support/redis-server.js';
+import { redisFixture } from './support/redis-fixture.js';
+import { startRedisServer } from './support/redis-server.js';
 import { event, newRun } from './support/store-contract.js';
 
 // What the Redis store does beyond the store contract (redis-store-contract.test.ts): the append
 // script's guarantees under concurrent writers, retention by TTL, the MAXLEN guard, fencing,
 // commands resent after a lost reply, prefixes, conversation bounds, and a bounded ping.
 
-let server: RedisServer;
-let admin: Redis;
-const opened: RedisStores[] = [];
-
-beforeAll(async () => {
-  server = await startRedisServer();
-  admin = new Redis({ path: server.socket });
-});
-afterEach(async () => {
-  await Promise.all(opened.splice(0).map((s) => s.close()));
-});
-afterAll(async () => {
-  admin?.disconnect();
-  await server?.stop();
-});
-
-function open(options: Partial<RedisStoreOptions> = {}): RedisStores {
-  const stores = createRedisStores({ url: server.url, prefix: server.freshPrefix(), runTtlS: 3600, ...options });
-  opened.push(stores);
-  return stores;
-}
+const redis = redisFixture();
+const open = redis.open;
 
 /** A second process on the same Redis and prefix. */
 function peer(of: RedisStores, options: Partial<RedisStoreOptions> = {}): RedisStores {
@@ -97,7 +79,7 @@ describe('redis store: the append script', () => {
     expect(await replay(s, run.id)).toEqual([...batch, ...terminal]);
     // The same ids with other content are no repeat.
     await expect(s.events.append(run.id, [{ ...batch[1]!, data: '{"delta":"e"}' }])).rejects.toBeInstanceOf(RunEndedError);
-    expect(await admin.xlen(s.keys.events(run.id))).toBe(3);
+    expect(await redis.admin.xlen(s.keys.events(run.id))).toBe(3);
   });
 
   it('fences a stale writer: once an attempt has appended, a lower one is refused', async () => {
@@ -119,7 +101,7 @@ describe('redis store: the append script', () => {
     await s.runs.create(run);
     await s.events.append(run.id, Array.from({ length: 6 }, (_, i) => event(run.id, i + 1, 'token')));
     await s.events.append(run.id, [event(run.id, 7, 'token'), event(run.id, 8, 'run.succeeded')]);
-    expect(await admin.xlen(s.keys.events(run.id))).toBe(5);
+    expect(await redis.admin.xlen(s.keys.events(run.id))).toBe(5);
     expect((await replay(s, run.id)).map((e) => e.id)).toEqual([4, 5, 6, 7, 8]);
     expect((await s.runs.get(run.id))!.last_event_id).toBe(8);
   });
@@ -133,17 +115,17 @@ describe('redis store: retention', () => {
     await s.events.append(run.id, [event(run.id, 1, 'run.queued'), event(run.id, 2, 'token')]);
     await s.runs.update(run.id, { status: 'succeeded', last_event_id: 3 }, ['queued']);
     // Final status, terminal event not yet in: followers may still be waiting for it.
-    expect(await admin.pttl(s.keys.run(run.id))).toBe(-1);
-    expect(await admin.pttl(s.keys.events(run.id))).toBe(-1);
+    expect(await redis.admin.pttl(s.keys.run(run.id))).toBe(-1);
+    expect(await redis.admin.pttl(s.keys.events(run.id))).toBe(-1);
     await s.events.append(run.id, [event(run.id, 3, 'run.succeeded')]);
     for (const key of [s.keys.run(run.id), s.keys.events(run.id)]) {
-      const ttl = await admin.pttl(key);
+      const ttl = await redis.admin.pttl(key);
       expect(ttl).toBeGreaterThan(110_000);
       expect(ttl).toBeLessThanOrEqual(120_000);
     }
     // Retention ends it: once the keys have expired the run is gone, its log too.
-    await admin.pexpire(s.keys.run(run.id), 1);
-    await admin.pexpire(s.keys.events(run.id), 1);
+    await redis.admin.pexpire(s.keys.run(run.id), 1);
+    await redis.admin.pexpire(s.keys.events(run.id), 1);
     await new Promise((resolve) => setTimeout(resolve, 20));
     expect(await s.runs.get(run.id)).toBeUndefined();
     expect(await replay(s, run.id)).toEqual([]);
@@ -154,7 +136,7 @@ describe('redis store: retention', () => {
     const run = newRun();
     await s.runs.create(run);
     expect(await s.runs.update(run.id, { status: 'cancelled' }, ['queued'])).toBe(true);
-    expect(await admin.pttl(s.keys.run(run.id))).toBeGreaterThan(50_000);
+    expect(await redis.admin.pttl(s.keys.run(run.id))).toBeGreaterThan(50_000);
     expect(await s.runs.update(run.id, { status: 'failed' }, ['cancelled'])).toBe(false);
     expect((await s.runs.get(run.id))!.status).toBe('cancelled');
   });
@@ -163,18 +145,18 @@ describe('redis store: retention', () => {
     const s = open();
     const runs = Array.from({ length: 6 }, () => newRun());
     for (const run of runs) await s.runs.create(run);
-    for (const gone of [runs[1]!, runs[4]!]) await admin.del(s.keys.run(gone.id));
+    for (const gone of [runs[1]!, runs[4]!]) await redis.admin.del(s.keys.run(gone.id));
     const first = await s.runs.list({ userId: 'alice', limit: 2 });
     const second = await s.runs.list({ userId: 'alice', limit: 2, cursor: first.nextCursor! });
     expect([...first.data, ...second.data].map((r) => r.id)).toEqual([runs[5]!, runs[3]!, runs[2]!, runs[0]!].map((r) => r.id));
     expect(second.nextCursor).toBeNull();
-    await expect.poll(() => admin.zcard(s.keys.userRuns('alice'))).toBe(4);
+    await expect.poll(() => redis.admin.zcard(s.keys.userRuns('alice'))).toBe(4);
   });
 });
 
 describe('redis store: commands resent after a lost reply', () => {
   it('create, update and append whose replies were lost are resent by the client and still succeed once', async () => {
-    const proxy = await startCuttingProxy(server.socket);
+    const proxy = await startCuttingProxy(redis.server.socket);
     try {
       const s = open({ url: proxy.url });
       const run = newRun();
@@ -192,7 +174,7 @@ describe('redis store: commands resent after a lost reply', () => {
       expect(await s.runs.get(run.id)).toMatchObject({ status: 'succeeded', output: 'ok', last_event_id: 2 });
       expect((await replay(s, run.id)).map((e) => e.type)).toEqual(['run.queued', 'run.succeeded']);
     } finally {
-      await Promise.all(opened.splice(0).map((s) => s.close()));
+      await redis.closeOpened();
       await proxy.close();
     }
   });
@@ -207,7 +189,7 @@ describe('redis store: prefixes and connections', () => {
     await a.conversations.append('alice', 'c1', [{ role: 'user', content: 'hi', run_id: run.id, created_at: new Date().toISOString() }]);
     const heard: string[] = [];
     b.bus.subscribe((m) => heard.push(m.runId));
-    await expect.poll(() => admin.call('PUBSUB', 'NUMSUB', b.keys.bus).then((r) => (r as [string, number])[1])).toBe(1);
+    await expect.poll(() => redis.admin.call('PUBSUB', 'NUMSUB', b.keys.bus).then((r) => (r as [string, number])[1])).toBe(1);
     await a.bus.publish({ type: 'cancel', runId: run.id });
     expect(await b.runs.get(run.id)).toBeUndefined();
     expect((await b.runs.list({ userId: 'alice', limit: 10 })).data).toEqual([]);
@@ -223,7 +205,7 @@ describe('redis store: prefixes and connections', () => {
     const inB: string[] = [];
     a.bus.subscribe((m) => inA.push(m.runId));
     b.bus.subscribe((m) => inB.push(m.runId));
-    await expect.poll(() => admin.call('PUBSUB', 'NUMSUB', a.keys.bus).then((r) => (r as [string, number])[1])).toBe(2);
+    await expect.poll(() => redis.admin.call('PUBSUB', 'NUMSUB', a.keys.bus).then((r) => (r as [string, number])[1])).toBe(2);
     await a.bus.publish({ type: 'cancel', runId: 'r1' });
     await expect.poll(() => inB).toEqual(['r1']);
     await b.bus.publish({ type: 'cancel', runId: 'r2' });
@@ -275,7 +257,7 @@ describe('redis store: conversations', () => {
     expect(long.created_at).toBe(msg('', 4).created_at);
     expect(long.updated_at).toBe(msg('', 6).created_at);
     expect(await s.conversations.get('alice', 'c')).toEqual(long);
-    const ttl = await admin.pttl(s.keys.conversation(s.keys.conversationMember('alice', 'c')));
+    const ttl = await redis.admin.pttl(s.keys.conversation(s.keys.conversationMember('alice', 'c')));
     expect(ttl).toBeGreaterThan(50_000);
   });
 
@@ -287,7 +269,7 @@ describe('redis store: conversations', () => {
     await s.conversations.append('carol', 'three', [msg('3')]);
     expect(await s.conversations.get('bob', 'two')).toBeUndefined();
     expect((await s.conversations.get('alice', 'one'))!.messages).toHaveLength(2);
-    expect(await admin.zcard(s.keys.conversationIndex)).toBe(2);
+    expect(await redis.admin.zcard(s.keys.conversationIndex)).toBe(2);
     // A user id holding the separator and braces is not another user's key.
     const t = open();
     await t.conversations.append('a:b', 'c', [msg('x')]);
