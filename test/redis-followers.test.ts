@@ -1,7 +1,6 @@
-import { Redis } from 'ioredis';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { StoredEvent } from '../src/core/events.js';
-import { createRedisStores, type RedisStoreOptions, type RedisStores } from '../src/store/redis/redis-stores.js';
+import type { RedisStores } from '../src/store/redis/redis-stores.js';
 import { redisFixture } from './support/redis-fixture.js';
 import { waitFor } from './support/sse-sockets.js';
 import { event, newRun } from './support/store-contract.js';

@@ -1,5 +1,4 @@
-import { Redis } from 'ioredis';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { StoredEvent } from '../src/core/events.js';
 import { EventIdConflictError, RunEndedError, StaleWriterError } from '../src/store/store-errors.js';
 import { connectionOptions } from '../src/store/redis/redis-connection.js';
