@@ -5,6 +5,7 @@ import type { ChatModel, ChatRequest, ChatResult } from './chat-model.js';
 import { backoffDelayMs, retryAfterMs } from './backoff.js';
 import { StreamAccumulator } from './stream-accumulator.js';
 import { UpstreamError } from './upstream-error.js';
+import { describeErrorBody, describeError, readCapped, abortError, withAttempts, isJson, errorCode, isRecord } from './upstream-reading.js';
 
 export interface OpenAIChatModelConfig {
   /** The config key (`llms.<name>`), used in error messages. Default `'openai'`. */
@@ -348,70 +349,4 @@ export class OpenAIChatModel implements ChatModel {
     const clipped = text.length > max ? `${text.slice(0, max)}…` : text;
     return this.apiKey !== undefined ? clipped.replaceAll(this.apiKey, '[redacted]') : clipped;
   }
-}
-
-/** The error's message from an OpenAI-style error body, or the raw text when it is not one. */
-function describeErrorBody(text: string): string {
-  const trimmed = text.trim();
-  try {
-    const json: unknown = JSON.parse(trimmed);
-    if (isRecord(json)) {
-      if (json.error != null) return describeError(json.error);
-      if (typeof json.message === 'string') return json.message;
-      if (typeof json.detail === 'string') return json.detail;
-    }
-  } catch {
-    // Not JSON: a proxy's HTML page or plain text; quote it as is.
-  }
-  return trimmed;
-}
-
-function describeError(error: unknown): string {
-  if (typeof error === 'string') return error;
-  if (!isRecord(error)) return JSON.stringify(error);
-  const message = typeof error.message === 'string' ? error.message : JSON.stringify(error);
-  const code = typeof error.code === 'string' || typeof error.code === 'number' ? error.code : error.type;
-  return typeof code === 'string' || typeof code === 'number' ? `${message} (${code})` : message;
-}
-
-async function readCapped(body: AsyncIterable<Buffer>, maxBytes: number): Promise<string> {
-  const parts: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of body) {
-    parts.push(chunk);
-    size += chunk.length;
-    if (size >= maxBytes) break;
-  }
-  return Buffer.concat(parts).subarray(0, maxBytes).toString('utf8');
-}
-
-function abortError(signal: AbortSignal): Error {
-  const reason: unknown = signal.reason;
-  if (reason instanceof Error && reason.name === 'AbortError') return reason;
-  return new DOMException('The chat request was aborted', { name: 'AbortError', cause: reason });
-}
-
-function withAttempts(err: UpstreamError, attempts: number): UpstreamError {
-  return new UpstreamError(`${err.message} (after ${attempts} attempts)`, {
-    retryable: err.retryable,
-    cause: err.cause,
-    ...(err.upstreamStatus !== undefined ? { upstreamStatus: err.upstreamStatus } : {}),
-    ...(err.retryAfterMs !== undefined ? { retryAfterMs: err.retryAfterMs } : {}),
-  });
-}
-
-function isJson(contentType: string | string[] | undefined): boolean {
-  const value = Array.isArray(contentType) ? contentType[0] : contentType;
-  return value !== undefined && /^application\/([\w.+-]*\+)?json\b/i.test(value.trim());
-}
-
-/** The first string `code` along the error's `cause` chain (undici wraps socket errors). */
-function errorCode(err: unknown, depth = 0): string | undefined {
-  if (!isRecord(err) || depth > 4) return undefined;
-  if (typeof err.code === 'string') return err.code;
-  return errorCode(err.cause, depth + 1);
-}
-
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null;
 }
