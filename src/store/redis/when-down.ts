@@ -22,20 +22,21 @@ function unavailable(cause?: unknown): RunwayError {
  *   await runs.get(id)   // Redis stopped: rejects with RunwayError code 'unavailable'
  */
 export function whenDown<T extends object>(store: T, client: Redis, methods: readonly (keyof T & string)[]): T {
-  const guarded = new Set<string | symbol>(methods);
+  // One wrapper per method, made once: store calls are on every run's path.
+  const wrappers = new Map<string | symbol, unknown>();
+  for (const key of methods) {
+    const method = store[key] as unknown as (...a: unknown[]) => Promise<unknown>;
+    wrappers.set(key, async (...args: unknown[]) => {
+      if (LOST.has(client.status)) throw unavailable();
+      try {
+        return await method.apply(store, args);
+      } catch (err) {
+        if (client.status === 'ready' || err instanceof RunwayError) throw err;
+        throw unavailable(err);
+      }
+    });
+  }
   return new Proxy(store, {
-    get(target, key, receiver) {
-      const value: unknown = Reflect.get(target, key, receiver);
-      if (!guarded.has(key) || typeof value !== 'function') return value;
-      return async (...args: unknown[]) => {
-        if (LOST.has(client.status)) throw unavailable();
-        try {
-          return await (value as (...a: unknown[]) => Promise<unknown>).apply(target, args);
-        } catch (err) {
-          if (client.status === 'ready' || err instanceof RunwayError) throw err;
-          throw unavailable(err);
-        }
-      };
-    },
+    get: (target, key, receiver) => (wrappers.has(key) ? wrappers.get(key) : Reflect.get(target, key, receiver)),
   });
 }
