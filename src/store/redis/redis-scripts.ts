@@ -166,7 +166,12 @@ end
 redis.call('HSET', head, 'updated_at', at, 'chars', chars)
 redis.call('PEXPIRE', head, ttl)
 redis.call('PEXPIRE', list, ttl)
-redis.call('ZADD', index, now, member)
+-- Strictly after every other entry, even within one millisecond: ties would be ordered by id, not
+-- by recency, and the cap would drop a conversation written after the one it keeps.
+local score = now
+local top = redis.call('ZREVRANGE', index, 0, 0, 'WITHSCORES')
+if top[2] ~= nil and tonumber(top[2]) >= score then score = tonumber(top[2]) + 0.001 end
+redis.call('ZADD', index, string.format('%.3f', score), member)
 local over = redis.call('ZCARD', index) - maxConversations
 if over > 0 then
   for _, gone in ipairs(redis.call('ZRANGE', index, 0, over)) do
