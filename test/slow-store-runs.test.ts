@@ -114,7 +114,9 @@ describe('runs over a slow async store', () => {
   it('shutdown with a slow store gives running runs their grace, and cancels queued runs with their terminal event', async () => {
     const app = await slowApp({ runtime: { max_concurrency: 1, shutdown_grace_ms: 5000 } });
     const running = await start(app, 'polite', 'kept');
-    await waitFor(() => app.runtime.sessions.stats().inFlight === 1, 'polite running');
+    // Running as its recorder has it (the slow store has taken the transition), not only holding a
+    // permit: shutdown cancels runs still queued.
+    await waitFor(() => running.snapshot().status === 'running', 'polite running');
     const queued = await start(app, 'echo');
     await app.runtime.shutdown(5000);
     expect((await running.result()).status).toBe('succeeded');
