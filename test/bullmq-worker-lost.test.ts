@@ -56,7 +56,11 @@ describe('a worker killed mid-run', () => {
     const res = await request(`${api.url}/runs`, { method: 'POST', headers: alice, body: JSON.stringify({ workflow: 'slow', input: 'a b c d e f g h i j k l m n o p q r s t', background: true }) });
     expect(res.statusCode).toBe(202);
     const id = ((await res.body.json()) as { id: string }).id;
-    await waitFor(async () => ((await (await request(`${api.url}/runs/${id}`, { headers: alice })).body.json()) as { status: string }).status === 'running', 'the run is running');
+    // Running with its run.started event stored (id 2): the status is written a moment before it.
+    await waitFor(async () => {
+      const now = (await (await request(`${api.url}/runs/${id}`, { headers: alice })).body.json()) as { status: string; last_event_id: number };
+      return now.status === 'running' && now.last_event_id >= 2;
+    }, 'the run is running');
     const victim = workers.find((w) => pickUps(w, id).length > 0)!;
     const survivor = workers.find((w) => w !== victim)!;
     expect(victim).toBeDefined();
